@@ -1,0 +1,332 @@
+"""The execution environment g(A, B, 𝒜): run a trajectory, keep every intermediate, cache steps.
+
+A :class:`State` is the set of images (by role: ``ir``/``vis`` or ``a``/``b``/…) plus masks, named by
+a content hash. A step's output is a pure function of (input state hash, action, parameters), so the
+:class:`StepCache` keys on exactly that: a trajectory that shares a prefix with one already run
+reuses the prefix's states instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import FuseAgentError, InputError
+from .io import check_image, match_sizes
+from .protocol import Action, Trajectory, format_actions, parse_response, resolve_targets, roles_for, validate
+from .tools import TOOLS, Tool, load_builtin_tools
+
+__all__ = ["State", "StepRecord", "ExecutionResult", "StepCache", "Environment", "image_hash", "jsonable"]
+
+
+def image_hash(image: np.ndarray) -> str:
+    """Content hash (shape, dtype and bytes) of an array.
+
+    Example:
+        >>> image_hash(np.zeros((2, 2), np.float32)) == image_hash(np.zeros((2, 2), np.float32))
+        True
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((image.shape, image.dtype.str)).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+def jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and nested containers to JSON-safe values."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else {"shape": list(value.shape), "dtype": value.dtype.str}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class State:
+    """Images by role, masks by name (``valid.ir``, ``occlusion.b``…), and their content hash."""
+
+    images: Mapping[str, np.ndarray]
+    masks: Mapping[str, np.ndarray] = field(default_factory=dict)
+    key: str = ""
+
+    @classmethod
+    def create(cls, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None) -> State:
+        masks = dict(masks or {})
+        h = hashlib.blake2b(digest_size=16)
+        for role in sorted(images):
+            h.update(role.encode() + image_hash(images[role]).encode())
+        for name in sorted(masks):
+            h.update(name.encode() + image_hash(masks[name]).encode())
+        return cls(dict(images), masks, h.hexdigest())
+
+
+@dataclass
+class StepRecord:
+    """JSON-safe record of one executed action."""
+
+    index: int
+    action: str
+    tool: str
+    targets: list[str]
+    seconds: float
+    cached: bool
+    input_key: str
+    output_key: str
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self.__dict__)
+
+
+@dataclass
+class ExecutionResult:
+    """Fused image, every intermediate state, and the step records."""
+
+    fused: np.ndarray
+    task: str
+    trajectory: str
+    states: list[State]
+    steps: list[StepRecord]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def executed(self) -> int:
+        """Tool executions actually run (cache hits excluded)."""
+        return sum(1 for s in self.steps if not s.cached)
+
+    def trace(self) -> dict[str, Any]:
+        """JSON-safe trace; :meth:`Environment.replay` re-runs it."""
+        first = self.states[0]
+        return jsonable({
+            "format": "fuseagent.trace/1",
+            "task": self.task,
+            "trajectory": self.trajectory,
+            "actions": [a.to_dict() for a in self.actions],
+            "inputs": [{"role": r, "shape": list(first.images[r].shape), "hash": image_hash(first.images[r])}
+                       for r in first.images],
+            "steps": [s.to_dict() for s in self.steps],
+            "output": {"shape": list(self.fused.shape), "hash": image_hash(self.fused)},
+            "seconds": round(self.seconds, 4),
+            "notes": self.notes,
+        })
+
+
+class StepCache:
+    """LRU cache of step outputs keyed by (input state, action, parameters), bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 2 << 30):
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[State, dict[str, Any]]] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(state: State, action: Action) -> str:
+        payload = json.dumps([state.key, action.tool, action.target, jsonable(dict(action.params))], sort_keys=True)
+        return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+    @staticmethod
+    def _size(state: State) -> int:
+        return sum(a.nbytes for a in state.images.values()) + sum(a.nbytes for a in state.masks.values())
+
+    def get(self, key: str) -> tuple[State, dict[str, Any]] | None:
+        item = self._data.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return item
+
+    def put(self, key: str, state: State, info: dict[str, Any]) -> None:
+        if key in self._data:
+            return
+        size = self._size(state)
+        if size > self.max_bytes:
+            return
+        self._data[key] = (state, info)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (old, _) = self._data.popitem(last=False)
+            self._bytes -= self._size(old)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Environment:
+    """Runs trajectories on a pair/stack of images with a shared step cache.
+
+    Example:
+        >>> env = Environment()
+        >>> a = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+        >>> res = env.run([a, a[::-1].copy()], "ivif", "[task:fusion][model:laplacian]")
+        >>> res.fused.shape, res.executed
+        ((32, 32), 1)
+    """
+
+    def __init__(self, cache: StepCache | None = None):
+        load_builtin_tools()
+        self.cache = cache if cache is not None else StepCache()
+        self._tools: dict[str, Tool] = {}
+
+    def tool(self, name: str) -> Tool:
+        """The tool instance for ``name`` (created once per environment: a model pool)."""
+        if name not in self._tools:
+            self._tools[name] = TOOLS.create(name)
+        return self._tools[name]
+
+    def initial_state(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray], task: str) -> tuple[State, list[str]]:
+        """Validate inputs and bring them to a common size (that of the first / visible image).
+
+        IVIF roles are ``ir, vis`` in that order when a sequence is given.
+        """
+        if isinstance(images, Mapping):
+            roles = roles_for(task, len(images))
+            missing = set(roles) - set(images)
+            if missing:
+                raise InputError(f"missing image role(s) {', '.join(sorted(missing))} for {task.upper()}")
+            ordered = [images[r] for r in roles]
+        else:
+            ordered = list(images)
+            if len(ordered) < 2:
+                raise InputError(f"fusion needs at least 2 images, got {len(ordered)}")
+            roles = roles_for(task, len(ordered))
+        ordered = [check_image(im, f"image '{r}'") for r, im in zip(roles, ordered)]
+        notes = []
+        reference = roles.index("vis") if task == "ivif" else 0
+        sizes = {im.shape[:2] for im in ordered}
+        if len(sizes) > 1:
+            h, w = ordered[reference].shape[:2]
+            notes.append(f"inputs of different sizes {sorted(sizes)} resampled to {w}x{h} ({roles[reference]})")
+            ordered = match_sizes(ordered, reference)
+        return State.create(dict(zip(roles, ordered))), notes
+
+    def step(self, state: State, action: Action, task: str) -> tuple[State, StepRecord, bool]:
+        """Run one action on a state (or fetch it from the cache)."""
+        key = self.cache.key(state, action)
+        hit = self.cache.get(key)
+        roles = list(state.images)
+        if hit is not None:
+            new, info = hit
+            targets = resolve_targets(action.target, TOOLS.card(action.tool).inputs, task, roles)
+            return new, StepRecord(0, action.text(), action.tool, targets, 0.0, True, state.key, new.key, info), True
+        tool = self.tool(action.tool)
+        card = tool.card
+        params = dict(action.params)
+        targets = resolve_targets(action.target, card.inputs, task, roles)
+        images = dict(state.images)
+        masks = dict(state.masks)
+        info: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        if card.inputs == "stack":
+            result = tool([images[r] for r in roles], **params)
+            images = {"fused": result.image}
+            masks.update({f"{k}.fused": v for k, v in result.masks.items()})
+            info = result.info
+        elif card.inputs == "pair":
+            for role in targets:
+                reference = _reference_for(role, roles, task)
+                result = tool(images[role], images[reference], **params)
+                images[role] = result.image
+                masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
+                info[role] = dict(result.info, reference=reference)
+        else:
+            for role in targets:
+                if card.task == "inpaint":
+                    hole = _hole_mask(masks, role)
+                    result = tool(images[role], **dict(params, mask=hole)) if hole is not None else tool(images[role], **params)
+                else:
+                    result = tool(images[role], **params)
+                images[role] = result.image
+                masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
+                info[role] = result.info
+        seconds = time.perf_counter() - t0
+        new = State.create(images, masks)
+        info = jsonable(info)
+        self.cache.put(key, new, info)
+        return new, StepRecord(0, action.text(), action.tool, targets, seconds, False, state.key, new.key, info), False
+
+    def run(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray], task: str,
+            trajectory: str | Trajectory | Sequence[Action]) -> ExecutionResult:
+        """Validate and execute a trajectory; returns the fused image and the trace."""
+        t0 = time.perf_counter()
+        if isinstance(trajectory, str):
+            actions = list(parse_response(trajectory).actions)
+        elif isinstance(trajectory, Trajectory):
+            actions = list(trajectory.actions)
+        else:
+            actions = list(trajectory)
+        state, notes = self.initial_state(images, task)
+        validate(actions, task, len(state.images))
+        states, steps = [state], []
+        for i, action in enumerate(actions):
+            try:
+                state, record, _ = self.step(state, action, task)
+            except FuseAgentError:
+                raise
+            except Exception as exc:  # a tool crashing on odd data is reported with its step
+                raise FuseAgentError(f"step {i + 1} {action.text()} failed: {type(exc).__name__}: {exc}") from exc
+            record.index = i
+            states.append(state)
+            steps.append(record)
+        fused = state.images["fused"]
+        return ExecutionResult(fused, task, format_actions(actions), states, steps, time.perf_counter() - t0,
+                               notes, actions)
+
+    def replay(self, trace: Mapping[str, Any], images: Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> ExecutionResult:
+        """Re-run a saved trace on its input images; checks the inputs are the traced ones."""
+        if trace.get("format") != "fuseagent.trace/1":
+            raise InputError("not a fuseagent trace (format fuseagent.trace/1 expected)")
+        state, _ = self.initial_state(images, trace["task"])
+        expected = {i["role"]: i["hash"] for i in trace["inputs"]}
+        got = {r: image_hash(im) for r, im in state.images.items()}
+        if expected != got:
+            raise InputError("the images given are not the ones this trace was recorded on")
+        if "actions" in trace:
+            actions = [Action.from_dict(a) for a in trace["actions"]]
+        else:
+            actions = list(parse_response(trace["trajectory"]).actions)
+        return self.run(state.images, trace["task"], actions)
+
+
+def _reference_for(role: str, roles: Sequence[str], task: str) -> str:
+    if task == "ivif":
+        return "vis" if role == "ir" else "ir"
+    return roles[0] if role != roles[0] else roles[1]
+
+
+def _hole_mask(masks: Mapping[str, np.ndarray], role: str) -> np.ndarray | None:
+    """Pixels of ``role`` a previous step marked invalid (outside a warp, occluded, moving)."""
+    hole = None
+    for name, mask in masks.items():
+        kind, _, owner = name.rpartition(".")
+        if owner != role:
+            continue
+        if kind == "valid":
+            bad = mask < 0.5
+        elif kind in ("occlusion", "motion"):
+            bad = mask >= 0.5
+        else:
+            continue
+        hole = bad if hole is None else (hole | bad)
+    if hole is None or not hole.any():
+        return None
+    return hole
