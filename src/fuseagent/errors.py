@@ -42,7 +42,7 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """Close matches of ``name`` among ``choices``, best first.
 
     Example:
-        >>> suggest("denoise.nml", ["denoise.nlm", "denoise.tv", "dehaze.dcp"])
+        >>> suggest("denoise.nml", ["denoise.nlm", "dehaze.dcp", "fusion.gff"])
         ['denoise.nlm']
     """
     pool = sorted(set(choices))
