@@ -1,0 +1,85 @@
+"""The execution environment: order, intermediates, prefix cache, traces and replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fuseagent
+from fuseagent.errors import InputError, ProtocolError
+from fuseagent.execute import Environment, StepCache, image_hash
+
+
+@pytest.fixture
+def pair(camera):
+    ir = camera[100:228, 100:260].copy()
+    vis = np.clip(camera[100:228, 100:260] * 0.5 + 0.2, 0, 1).astype(np.float32)
+    return [ir, vis]
+
+
+class TestEnvironment:
+    def test_run_keeps_intermediates(self, pair):
+        env = Environment()
+        res = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        assert len(res.states) == 3 and len(res.steps) == 2
+        assert set(res.states[1].images) == {"ir", "vis"}
+        assert np.array_equal(res.states[1].images["ir"], pair[0])  # only vis was denoised
+        assert res.fused.shape == pair[0].shape and res.executed == 2
+        assert all(s.seconds >= 0 for s in res.steps)
+
+    def test_prefix_is_never_recomputed(self, pair):
+        env = Environment()
+        first = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        second = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]")
+        assert [s.cached for s in second.steps] == [True, False]
+        assert second.steps[0].output_key == first.steps[0].output_key
+        third = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]")
+        assert third.executed == 0 and np.array_equal(third.fused, second.fused)
+        assert env.cache.hits == 3
+
+    def test_cache_bound(self, pair):
+        cache = StepCache(max_bytes=pair[0].nbytes * 3)
+        env = Environment(cache)
+        env.run(pair, "ivif", "[task:denoise][model:nlm] -> [task:fusion][model:laplacian]")
+        env.run(pair, "ivif", "[task:denoise][model:tv] -> [task:fusion][model:laplacian]")
+        assert cache._bytes <= cache.max_bytes
+
+    def test_different_sizes_are_resampled_not_fatal(self, pair):
+        small_ir = pair[0][::2, ::2].copy()
+        res = Environment().run([small_ir, pair[1]], "ivif", "[task:fusion][model:laplacian]")
+        assert res.fused.shape == pair[1].shape and "resampled" in res.notes[0]
+
+    def test_colour_visible(self, astronaut, camera):
+        res = Environment().run([camera, astronaut], "ivif", "[task:fusion][model:gff]")
+        assert res.fused.shape == astronaut.shape
+
+    def test_invalid_plan(self, pair):
+        with pytest.raises(ProtocolError):
+            Environment().run(pair, "ivif", "[task:fusion][model:mertens]")
+        with pytest.raises(InputError):
+            Environment().run([pair[0]], "ivif", "[task:fusion][model:gff]")
+
+
+class TestTrace:
+    def test_trace_is_json_and_replays_bit_for_bit(self, pair):
+        fused, trace = fuseagent.fuse(*pair, task="ivif",
+                                      plan="[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]")
+        text = json.dumps(trace)
+        again = Environment().replay(json.loads(text), pair)
+        assert np.array_equal(again.fused, fused)
+        assert trace["output"]["hash"] == image_hash(again.fused)
+
+    def test_replay_checks_inputs(self, pair):
+        _, trace = fuseagent.fuse(*pair, task="ivif", plan="[task:fusion][model:laplacian]")
+        with pytest.raises(InputError, match="not the ones"):
+            Environment().replay(trace, [pair[1], pair[0]])
+
+    def test_predefined_pipeline_runs_for_every_task(self, camera, astronaut):
+        a = astronaut[:200, :240]
+        b = np.clip(a * 1.8, 0, 1)
+        for task, images in (("ivif", [camera[:200, :240], a]), ("mef", [a * 0.4, b]), ("mff", [a, b])):
+            fused, trace = fuseagent.fuse(*images, task=task)
+            assert fused.shape[:2] == (200, 240)
+            assert trace["steps"][-1]["tool"].startswith("fusion.")
