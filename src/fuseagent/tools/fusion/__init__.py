@@ -1,1 +1,31 @@
-"""(being written)"""
+"""Fusion operators: the last action of every trajectory (``[task:fusion][model:...]``).
+
+=================  ======================  ==========================================
+model              tasks                   method
+=================  ======================  ==========================================
+``laplacian``      ivif, mff               Laplacian pyramid, local-energy max detail
+``gff``            ivif, mef, mff          guided filtering fusion (Li et al. 2013)
+``wavelet``        ivif, mff               DWT, max-activity detail, mean approx.
+``mertens``        mef                     exposure fusion (Mertens et al. 2007)
+``spd``            mef                     structural patch decomposition (Ma et al. 2017)
+``focus``          mff                     focus decision map refined by guided filter
+=================  ======================  ==========================================
+"""
+
+from __future__ import annotations
+
+from .ivif import GuidedFilterFusion, LaplacianFusion, WaveletFusion, gff_weights
+from .mef import MertensFusion, StructuralPatchFusion
+from .mff import FocusFusion, decision_map, sum_modified_laplacian
+
+__all__ = [
+    "LaplacianFusion",
+    "GuidedFilterFusion",
+    "WaveletFusion",
+    "MertensFusion",
+    "StructuralPatchFusion",
+    "FocusFusion",
+    "gff_weights",
+    "decision_map",
+    "sum_modified_laplacian",
+]
