@@ -50,7 +50,8 @@ TASKS: dict[str, str] = {
 _ACTION = re.compile(
     r"\[\s*task\s*:\s*(?P<task>[A-Za-z_][\w\-]*)\s*\]\s*"
     r"\[\s*model\s*:\s*(?P<model>[A-Za-z0-9_][\w\-\.+]*)\s*\]"
-    r"(?:\s*\[\s*on\s*:\s*(?P<on>[A-Za-z0-9_]+)\s*\])?"
+    r"(?:\s*\[\s*on\s*:\s*(?P<on>[A-Za-z0-9_]+)\s*\])?",
+    re.I,
 )
 _THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
