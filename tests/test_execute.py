@@ -83,3 +83,17 @@ class TestTrace:
             fused, trace = fuseagent.fuse(*images, task=task)
             assert fused.shape[:2] == (200, 240)
             assert trace["steps"][-1]["tool"].startswith("fusion.")
+
+
+class TestInvalidBorders:
+    def test_fusion_never_sees_the_empty_border_of_a_warp(self, camera):
+        from fuseagent.execute import _fill_invalid
+
+        vis = camera[:64, :64].copy()
+        ir = np.zeros_like(vis)
+        ir[8:] = 0.9  # the top 8 rows were warped in from outside the image
+        valid = np.ones_like(vis)
+        valid[:8] = 0
+        filled = _fill_invalid({"ir": ir, "vis": vis}, {"valid.ir": valid}, ["ir", "vis"])
+        assert np.array_equal(filled[0][:8], vis[:8]) and np.array_equal(filled[0][8:], ir[8:])
+        assert filled[1] is vis

@@ -237,7 +237,7 @@ class Environment:
         info: dict[str, Any] = {}
         t0 = time.perf_counter()
         if card.inputs == "stack":
-            result = tool([images[r] for r in roles], **params)
+            result = tool(_fill_invalid(images, masks, roles), **params)
             images = {"fused": result.image}
             masks.update({f"{k}.fused": v for k, v in result.masks.items()})
             info = result.info
@@ -311,6 +311,38 @@ def _reference_for(role: str, roles: Sequence[str], task: str) -> str:
     if task == "ivif":
         return "vis" if role == "ir" else "ir"
     return roles[0] if role != roles[0] else roles[1]
+
+
+def _fill_invalid(images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray],
+                  roles: Sequence[str]) -> list[np.ndarray]:
+    """Sources for fusion, where pixels a warp left without data (``valid.<role>`` = 0) take the
+    mean of the other sources that have data there, so no empty border enters the fused image."""
+    shape = images[roles[0]].shape[:2]
+    valid = {r: (masks[f"valid.{r}"] >= 0.5) if f"valid.{r}" in masks else np.ones(shape, bool) for r in roles}
+    if all(v.all() for v in valid.values()):
+        return [images[r] for r in roles]
+    out = []
+    for role in roles:
+        image = images[role]
+        if valid[role].all():
+            out.append(image)
+            continue
+        total = np.zeros_like(image)
+        count = np.zeros(shape, np.float32)
+        for other in roles:
+            if other == role:
+                continue
+            o = images[other]
+            if o.ndim != image.ndim:
+                o = o.mean(axis=2) if o.ndim == 3 else np.repeat(o[..., None], 3, axis=2)
+            ok = valid[other].astype(np.float32)
+            total += (ok[..., None] if image.ndim == 3 else ok) * o
+            count += ok
+        hole = ~valid[role] & (count > 0)
+        filled = image.copy()
+        filled[hole] = total[hole] / (count[hole][:, None] if image.ndim == 3 else count[hole])
+        out.append(filled)
+    return out
 
 
 def _hole_mask(masks: Mapping[str, np.ndarray], role: str) -> np.ndarray | None:
