@@ -20,6 +20,12 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 COMMANDS: tuple[str, ...] = (
     "fuse",
     "tools",
+    "metrics",
+    "explore",
+    "bench",
+    "synth",
+    "perceive",
+    "train",
 )
 
 

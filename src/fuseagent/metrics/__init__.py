@@ -13,7 +13,14 @@ __all__ = ["METRICS", "Metric", "MetricCard", "create_metric", "list_metrics", "
            "register_metric", "load_builtin_metrics", "BUILTIN_MODULES"]
 
 #: modules that register metrics (each adds its own line here)
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "fusion",
+    "structural",
+    "mefb",
+    "mefssim",
+    "nr",
+    "rewards",
+)
 
 _loaded = False
 
