@@ -160,16 +160,18 @@ class TestMatlabParity:
 
 #: MEFB CSV metrics reproduced by mefb.py and mefssim.py
 MINE = ["FMI", "NMI", "Qncie", "TE", "Qp", "Qc", "Qw", "Qy", "VIF", "MEF_SSIM"]
+#: checked on the stratified subset; Qp (phase congruency, ~70% of the time) is checked on Chair/DEM above
+SUBSET = [name for name in MINE if name != "Qp"]
 
 
 @pytest.fixture(scope="module")
 def mefb_subset(shared_data):
-    """Every method once, on MEFB's five smallest scenes (about a minute on one core)."""
+    """Every method once, on MEFB's five smallest scenes (under a minute on one core)."""
     from fuseagent.metrics.calibration import load_reference, recompute, smallest_images, stratified_subset
 
     images = smallest_images("mefb", 5, shared_data)
     rows = stratified_subset(load_reference("mefb", shared_data), 1, images=images)
-    return recompute("mefb", shared_data, rows=rows, metrics=MINE)
+    return recompute("mefb", shared_data, rows=rows, metrics=SUBSET)
 
 
 class TestCalibrationRows:
@@ -185,7 +187,7 @@ class TestCalibrationRows:
         from fuseagent.metrics.calibration import agreement_table
 
         table = agreement_table(mefb_subset)
-        assert {row.metric for row in table} == set(MINE)
+        assert {row.metric for row in table} == set(SUBSET)
         assert all(row.compared == 21 for row in table)
         failures = [f"{r.metric}: {r.within_tolerance:.3f} < {r.min_fraction} (worst {r.worst_error:.2e} at {r.worst_case})"
                     for r in table if not r.passes]

@@ -20,6 +20,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "mefssim",
     "nr",
     "rewards",
+    "fuscore",
 )
 
 _loaded = False

@@ -5,19 +5,17 @@ Fusion 2021; code ``xingchenzhang/MEFB``, folder ``metrics/``) evaluates colour 
 channel on 8-bit values and averages the three channel scores. Every metric here follows that
 scheme (see :func:`mefb_planes`) so its numbers can be compared with published tables:
 
-========  ==================================================================================
-``fmi_mefb``    feature mutual information on Sobel edge maps, 3×3 windows (Haghighat 2011/2014)
-``nmi_mefb``    normalised mutual information (Hossny 2008)
-``qncie_mefb``  nonlinear correlation information entropy (Wang 2005/2008)
-``te_mefb``     Tsallis-entropy mutual information, q = 1.85 (Cvejic 2006)
-``qp_mefb``     phase-congruency feature metric (Zhao, Laganière & Liu 2007)
-``qc_mefb``     Cvejic's SSIM/covariance-weighted metric (Cvejic 2006)
-``qw_mefb``     Piella's edge-dependent weighted fusion quality index (Piella 2003)
-``qy_mefb``     Yang's SSIM-based metric (Yang 2008)
-``vif_mefb``    fusion VIF (Han, Cai, Cao & Xu 2013)
-``cc``          mean correlation coefficient of the fused image with each source
-``scd``         sum of the correlations of differences (Aslantas & Bendes 2015)
-========  ==================================================================================
+* ``fmi_mefb`` — feature mutual information on Sobel edge maps, 3×3 windows (Haghighat 2011/2014)
+* ``nmi_mefb`` — normalised mutual information (Hossny 2008)
+* ``qncie_mefb`` — nonlinear correlation information entropy (Wang 2005/2008)
+* ``te_mefb`` — Tsallis-entropy mutual information, q = 1.85 (Cvejic 2006)
+* ``qp_mefb`` — phase-congruency feature metric (Zhao, Laganière & Liu 2007)
+* ``qc_mefb`` — Cvejic's SSIM/covariance-weighted metric (Cvejic 2005)
+* ``qw_mefb`` — Piella's edge-dependent weighted fusion quality index (Piella 2003)
+* ``qy_mefb`` — Yang's SSIM-based metric (Yang 2008)
+* ``vif_mefb`` — fusion VIF (Han, Cai, Cao & Xu 2013)
+* ``cc`` — mean correlation coefficient of the fused image with each source
+* ``scd`` — sum of the correlations of differences (Aslantas & Bendes 2015)
 
 Images are float ``[0, 1]`` arrays (as :func:`fuseagent.io.read_image` returns them); they are
 brought back to the 0–255 integer grid MATLAB sees (``round(x * 255)``).
@@ -419,6 +417,8 @@ def fmi(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
     """Feature mutual information on Sobel edge maps with 3×3 windows (fast FMI, Haghighat 2014).
 
     The per-window FMI of each source with the fused image is averaged over sources and windows.
+    Each source is compared with the fused window as extracted (the published MEFB values
+    correspond to this, not to re-using the window ``metricsFMI.m`` normalises in place).
 
     Example:
         >>> x = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (16, 1))
