@@ -1,0 +1,228 @@
+"""Perception: measured estimators, alignment, relations, the report, the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import fuseagent
+from fuseagent.cli import main
+from fuseagent.degrade import degrade
+from fuseagent.degrade.sensor import jpeg_roundtrip
+from fuseagent.errors import FuseAgentError, ImageReadError, InputError
+from fuseagent.io import write_image
+from fuseagent.perceive import perceive, severity_to_value
+from fuseagent.perceive.align import estimate_alignment
+from fuseagent.perceive.features import (FEATURE_NAMES, estimate_blockiness, estimate_blur_width, estimate_haze_density,
+                                         estimate_noise, estimate_precipitation, estimate_stripe, image_features)
+from fuseagent.perceive.model import load_model
+from fuseagent.perceive.relational import complementarity, detect_motion, exposure_mismatch_ev
+from fuseagent.perceive.train import ground_truth, transform_error, tune_threshold
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return cv2.resize(data.astronaut(), (640, 480), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def gray(photo) -> np.ndarray:
+    return fuseagent.io.to_gray(photo)
+
+
+class TestEstimators:
+    @pytest.mark.parametrize("sigma", [0.01, 0.03, 0.08])
+    def test_noise_on_a_photograph(self, gray, sigma):
+        noisy = degrade("noise.gaussian", gray, seed=0, sigma=sigma).image
+        assert estimate_noise(noisy) == pytest.approx(sigma, rel=0.25, abs=0.004)
+
+    @pytest.mark.parametrize("std", [1.5, 3.0])
+    def test_blur_width(self, std):
+        step = np.zeros((96, 96), np.float32)
+        step[:, 48:] = 0.8
+        blurred = cv2.GaussianBlur(step, (0, 0), std)
+        assert estimate_blur_width(blurred)[1] == pytest.approx(std, rel=0.15)
+
+    def test_haze_raises_dark_channel_density(self, photo):
+        hazy = degrade("haze.scattering", photo, seed=0, density=0.6, airlight=0.9, tint=0.0).image
+        assert estimate_haze_density(hazy)[0] > estimate_haze_density(photo)[0] + 0.3
+
+    def test_stripe_measures_column_pattern(self, gray):
+        out = degrade("noise.stripe", gray, seed=0, amplitude=0.04, gain_share=0.0, orientation="vertical")
+        col, row = estimate_stripe(out.image)
+        assert col == pytest.approx(out.params["pattern_std"], rel=0.3) and row < col / 3
+
+    def test_blockiness_grows_with_compression(self, gray):
+        assert estimate_blockiness(jpeg_roundtrip(gray, 10)) > estimate_blockiness(jpeg_roundtrip(gray, 90)) + 0.2
+
+    def test_precipitation_streaks_for_rain_only(self, gray):
+        clean = estimate_precipitation(gray)
+        rain = estimate_precipitation(degrade("weather.rain", gray, seed=0, level=4).image)
+        noisy = estimate_precipitation(degrade("noise.gaussian", gray, seed=0, sigma=0.08).image)
+        # bright streaks (index 3) and their direction coherence (index 4) rise with rain, not with noise
+        assert rain[3] > 2 * clean[3] > 2 * noisy[3]
+        assert rain[4] > clean[4] > noisy[4]
+        assert rain[0] > clean[0] > noisy[0]
+
+    def test_feature_vector_complete(self, photo):
+        f = image_features(photo)
+        assert tuple(f) == FEATURE_NAMES and all(np.isfinite(v) for v in f.values())
+
+
+class TestAlignment:
+    def test_recovers_a_homography(self, photo):
+        out = degrade("geometric.homography", photo, seed=3, displacement=12.0)
+        est = estimate_alignment(photo, out.image)
+        assert transform_error(out.transform, est.transform, photo.shape[:2]) < 0.5
+
+    def test_contrast_inverted_pair(self, gray):
+        out = degrade("geometric.affine", 1.0 - gray, seed=1, displacement=6.0)
+        est = estimate_alignment(gray, out.image)
+        assert transform_error(out.transform, est.transform, gray.shape) < 0.7
+
+    def test_aligned_pair(self, photo):
+        est = estimate_alignment(photo, photo)
+        assert est.displacement_px < 0.05
+
+
+class TestRelations:
+    def test_exposure_ev(self, photo):
+        from fuseagent.degrade.photometric import change_exposure
+
+        assert exposure_mismatch_ev(photo, change_exposure(photo, -1.5, 2.2)) == pytest.approx(-1.5, abs=0.15)
+
+    def test_motion_found_where_the_object_moved(self, photo):
+        out = degrade("dynamic.move_object", photo, seed=2, area=0.05, shift=1.0, angle=0.0, shape="blob")
+        est = detect_motion(photo, out.image)
+        truth = out.masks["motion"]
+        iou = (est.mask & truth).sum() / max(1, (est.mask | truth).sum())
+        assert est.score > 0 and iou > 0.3
+
+    def test_no_motion_in_a_static_pair(self, photo):
+        noisy = degrade("noise.gaussian", photo, seed=0, sigma=0.01).image
+        moved = degrade("dynamic.move_object", photo, seed=2, area=0.05, shift=1.0, angle=0.0, shape="blob").image
+        assert detect_motion(photo, noisy).score < detect_motion(photo, moved).score
+
+    def test_complementarity_of_a_focus_pair(self, photo):
+        from fuseagent.degrade.generators import multifocus_stack
+
+        g = multifocus_stack(photo, 2, seed=0, mode="region", max_std=3.0)
+        comp = complementarity(g.images[0], g.images[1])
+        fg = g.masks[0]["focus"].mean()
+        assert comp["focus"]["a"] == pytest.approx(fg, abs=0.15)
+
+
+class TestTraining:
+    def test_threshold_tuning(self):
+        assert tune_threshold(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0, 0, 1, 1], bool)) == 1.5
+
+    def test_ground_truth_masks_inherent_types(self):
+        rec = {"task": "mef", "roles": ["a", "b"], "inherent": ["low_light", "over_exposure"],
+               "labels": {"a": {"noise": 3}, "b": {"motion": 2, "misalignment": 4}},
+               "steps": [], "misalignment": {"displacement_px": 12.0, "transform": np.eye(3).tolist()}}
+        gt = ground_truth(rec)
+        types = list(fuseagent.degrade.PERCEIVED_TYPES)
+        assert gt["levels"][0, types.index("noise")] == 3 and gt["motion"]
+        assert not gt["known"][0, types.index("low_light")] and gt["known"][0, types.index("noise")]
+        assert gt["ev"] is None
+
+    def test_fit_learns_a_separable_type(self):
+        from fuseagent.perceive.train import fit
+
+        rng = np.random.default_rng(0)
+        types = list(fuseagent.degrade.PERCEIVED_TYPES)
+        rows = []
+        for i in range(120):
+            feats = np.zeros((1, len(FEATURE_NAMES)))  # only noise_flat carries information
+            level = 0 if i % 2 else int(rng.integers(1, 6))
+            feats[0, 2] = level + 0.1 * rng.normal()  # noise_flat carries the noise level
+            levels = np.zeros((1, len(types)), np.int64)
+            levels[0, types.index("noise")] = level
+            rows.append({"task": "single", "features": feats, "levels": levels,
+                         "known": np.ones((1, len(types)), bool)})
+        cfg = {"seed": 0, "folds": 3, "hidden": [16], "epochs": 800, "learning_rate": 0.01, "weight_decay": 0.0}
+        model, summary = fit(rows, cfg)
+        assert summary["out_of_fold"]["noise"]["f1"] > 0.9
+        x = np.zeros((2, len(FEATURE_NAMES)))
+        x[:, 2] = [0.0, 4.0]
+        prob, severity = model.predict(x)
+        j = types.index("noise")
+        assert prob[0, j] < model.thresholds[j] < prob[1, j] and abs(severity[1, j] - 4) < 1.0
+
+    def test_severity_scale_round_trip(self):
+        for kind in fuseagent.degrade.PERCEIVED_TYPES:
+            for lvl in range(1, 6):
+                assert fuseagent.degrade.level_of(kind, severity_to_value(kind, float(lvl))) == lvl
+
+
+class TestPerceive:
+    def test_report_is_json_safe(self, photo, gray):
+        rep = fuseagent.perceive(gray, photo, "ivif")
+        data = json.loads(rep.to_json())
+        assert [im["role"] for im in data["images"]] == ["ir", "vis"]
+        assert set(data["images"][1]["degradations"]) == set(fuseagent.degrade.PERCEIVED_TYPES)
+        assert data["caption"].startswith("An infrared-visible pair.")
+        assert 0 <= data["misalignment"]["displacement_px"] < 1.0
+
+    def test_detects_strong_noise(self, photo, gray):
+        noisy = degrade("noise.gaussian", photo, seed=0, sigma=0.09).image
+        rep = perceive(gray, noisy, "ivif")
+        noise = rep.image("vis").degradations["noise"]
+        clean = perceive(gray, photo, "ivif").image("vis").degradations["noise"]
+        # per-channel sigma 0.09 is 0.09 * |BT.601 luma weights| = 0.06 on the luma the estimator sees
+        assert noise.level >= 3 and clean.level == 0
+        assert noise.measured == pytest.approx(0.06, rel=0.4) and clean.measured < 0.01
+        assert "noise" in rep.caption
+
+    def test_detects_misalignment(self, photo):
+        out = degrade("geometric.homography", photo, seed=0, displacement=15.0)
+        rep = perceive(photo, out.image, "mef")
+        assert rep.misalignment["detected"] and rep.misalignment["displacement_px"] == pytest.approx(15.0, abs=1.0)
+
+    def test_paths_and_errors(self, photo, tmp_path):
+        write_image(tmp_path / "a.png", photo)
+        (tmp_path / "bad.png").write_bytes(b"nope")
+        assert perceive(tmp_path / "a.png", tmp_path / "a.png", "mff").task == "mff"
+        with pytest.raises(ImageReadError):
+            perceive(tmp_path / "bad.png", tmp_path / "a.png", "mff")
+        with pytest.raises(InputError, match="unknown fusion task"):
+            perceive(photo, photo, "hdr")
+
+    def test_missing_weights(self, tmp_path):
+        with pytest.raises(FuseAgentError, match="weights not found"):
+            load_model(str(tmp_path / "none.npz"))
+
+    def test_fast_enough(self, photo, gray):
+        import time
+
+        perceive(gray, photo, "ivif")
+        t = time.perf_counter()
+        perceive(gray, photo, "ivif")
+        assert time.perf_counter() - t < 2.0
+
+
+class TestPerceiveCli:
+    def test_json(self, photo, tmp_path, capsys):
+        write_image(tmp_path / "a.png", photo)
+        write_image(tmp_path / "b.png", degrade("haze.scattering", photo, seed=0, density=0.7).image)
+        assert main(["perceive", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--task", "mff", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["task"] == "mff" and data["images"][1]["degradations"]["haze"]["level"] >= 1
+
+    def test_text(self, photo, tmp_path, capsys):
+        write_image(tmp_path / "a.png", photo)
+        assert main(["perceive", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--task", "mef"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("A multi-exposure pair.") and "misalignment" in out
+
+    def test_unreadable_is_one_line(self, tmp_path, capsys):
+        (tmp_path / "x.png").write_bytes(b"")
+        assert main(["perceive", str(tmp_path / "x.png"), str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fuseagent: error:") and "\n" not in err
