@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "Agent",
     "Environment",
     "ExecutionResult",
     "FuseAgentError",
@@ -26,6 +27,7 @@ __all__ = [
     "create_tool",
     "format_actions",
     "fuse",
+    "perceive",
     "list_tools",
     "parse_actions",
     "parse_response",
@@ -41,4 +43,12 @@ def __getattr__(name: str):
         from .api import fuse
 
         return fuse
+    if name == "Agent":
+        from .agent import Agent
+
+        return Agent
+    if name == "perceive":
+        from .perceive import perceive
+
+        return perceive
     raise AttributeError(f"module 'fuseagent' has no attribute '{name}'")

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "synth",
     "perceive",
     "train",
+    "dataset",
 )
 
 

@@ -1,4 +1,4 @@
-"""``fuseagent fuse A B [C…] --task T -o OUT [--plan TEXT] [--trace FILE]``."""
+"""``fuseagent fuse A B [C…] --task T -o OUT [--plan TEXT | --planner NAME | --replay TRACE] [--trace FILE] [--report HTML]``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", help="trajectory text, e.g. '[task:registration][model:sift] -> [task:fusion][model:gff]'")
     p.add_argument("--trace", help="write the JSON trace of the run here")
     p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output bit depth (16: PNG/TIFF)")
+    agent = p.add_argument_group("agent (perceive, plan, execute, reflect, roll back)")
+    agent.add_argument("--planner", help="run the agent with this planner: predefined, expert, vlm, oracle, random, "
+                                         "random-order, random-model")
+    agent.add_argument("--report", help="write a self-contained HTML report of the run here")
+    agent.add_argument("--replay", help="re-run the trajectory of a saved trace (bit-for-bit the same output)")
+    agent.add_argument("--experience", help="experience JSON (from 'fuseagent explore') for expert and vlm planners")
+    agent.add_argument("--no-reflect", action="store_true", help="execute the plan without reflection and rollback")
+    agent.add_argument("--seed", type=int, default=0, help="seed of random planners")
+    agent.add_argument("--vlm-url", default="http://localhost:8000/v1",
+                       help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio); key from $FUSEAGENT_VLM_API_KEY")
+    agent.add_argument("--vlm-model", default="Qwen/Qwen2.5-VL-7B-Instruct", help="model name on that endpoint")
+    agent.add_argument("--vlm-timeout", type=float, default=60.0, help="seconds per VLM request")
     p.set_defaults(func=run)
 
 
@@ -50,14 +62,72 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"fusion needs at least 2 images, got {len(args.images)}")
     if args.task == "ivif" and len(args.images) != 2:
         raise InputError(f"IVIF fuses exactly 2 images (infrared, visible), got {len(args.images)}")
-    result = run_plan(args.images, args.task, args.plan)
-    trace = result.trace()
+    if args.report and Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"report '{args.report}' must be an .html file")
+    chosen = [flag for flag, value in (("--plan", args.plan), ("--planner", args.planner), ("--replay", args.replay))
+              if value]
+    if len(chosen) > 1:
+        raise InputError(f"{' and '.join(chosen)} cannot be combined: give one")
+    agent_result = None
+    if args.replay:
+        result = _replay(args)
+    elif args.planner or args.report:
+        agent_result = _run_agent(args)
+        result = agent_result.execution
+    else:
+        result = run_plan(args.images, args.task, args.plan)
+    trace = agent_result.trace() if agent_result is not None else result.trace()
     trace["inputs_files"] = [str(p) for p in args.images]
     write_image(out, result.fused, bits=args.bits)
     if args.trace:
         write_json(args.trace, trace)
+    if args.report and agent_result is not None:
+        from ..report import write_report
+
+        write_report(agent_result, args.report, inputs=[Path(p).name for p in args.images])
+    if agent_result is not None:
+        rolled = sum(1 for s in agent_result.steps if s.status == "rolled_back")
+        print(f"planner {agent_result.planner}: {agent_result.trajectory} ({agent_result.tool_calls} tool calls, "
+              f"{rolled} rolled back)")
     steps = ", ".join(f"{s.tool} {s.seconds:.2f}s" for s in result.steps)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {result.seconds:.2f}s: {steps}")
     return 0
+
+
+def _run_agent(args: argparse.Namespace):
+    from ..agent import Agent
+    from ..plan import FixedPlanner
+
+    if args.planner:
+        from ..plan import create_planner
+
+        options = ({"url": args.vlm_url, "model": args.vlm_model, "timeout": args.vlm_timeout}
+                   if args.planner == "vlm" else {})
+        planner = create_planner(args.planner, **options)
+        reflect = not args.no_reflect
+    else:  # --report alone records the plain run (the given plan or the pre-defined pipeline), unchanged
+        from ..plan import predefined_plan
+
+        planner = FixedPlanner(args.plan or predefined_plan(args.task))
+        reflect = False
+    agent = Agent(planner=planner, reflect=reflect, experience=args.experience, seed=args.seed)
+    return agent.run(*args.images, task=args.task)
+
+
+def _replay(args: argparse.Namespace):
+    import json as _json
+
+    from ..api import load_images
+    from ..execute import Environment
+
+    try:
+        trace = _json.loads(Path(args.replay).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read trace '{args.replay}': {exc}") from None
+    if not isinstance(trace, dict):
+        raise InputError(f"'{args.replay}' is not a fuseagent trace")
+    if trace.get("task") != args.task:
+        raise InputError(f"trace '{args.replay}' is for {str(trace.get('task')).upper()}, not {args.task.upper()}")
+    return Environment().replay(trace, load_images(args.images))

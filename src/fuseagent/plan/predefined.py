@@ -7,8 +7,9 @@ It ignores the images: it is the baseline every adaptive planner must beat, and 
 from __future__ import annotations
 
 from ..protocol import Trajectory, parse_response, roles_for
+from .base import PlanContext, Planner, PlannerCard, register_planner
 
-__all__ = ["PREDEFINED", "predefined_plan"]
+__all__ = ["PREDEFINED", "predefined_plan", "PredefinedPlanner", "FixedPlanner"]
 
 #: fixed trajectories; denoising strength follows the estimated noise, so clean inputs are barely touched
 PREDEFINED: dict[str, str] = {
@@ -28,3 +29,38 @@ def predefined_plan(task: str) -> Trajectory:
     roles_for(task)  # raises ProtocolError for an unknown task
     think = "A fixed pipeline: restore each image, align them, then fuse."
     return Trajectory(parse_response(PREDEFINED[task]).actions, think)
+
+
+@register_planner
+class PredefinedPlanner(Planner):
+    """The fixed restore → register → fuse pipeline of :data:`PREDEFINED` (ignores the images).
+
+    Example:
+        >>> from fuseagent.plan.base import PlanContext
+        >>> PredefinedPlanner().plan(PlanContext.create("ivif")).text() == PREDEFINED["ivif"]
+        True
+    """
+
+    card = PlannerCard("predefined", "fixed restore -> register -> fuse pipeline with fixed models",
+                       uses_perception=False)
+
+    def plan(self, context: PlanContext) -> Trajectory:
+        return predefined_plan(context.task)
+
+
+class FixedPlanner(Planner):
+    """A given trajectory (``--plan`` text), run through the agent for reflection and reports.
+
+    Example:
+        >>> from fuseagent.plan.base import PlanContext
+        >>> FixedPlanner("[task:fusion][model:gff]").plan(PlanContext.create("ivif")).text()
+        '[task:fusion][model:gff]'
+    """
+
+    card = PlannerCard("given", "a trajectory given by the user", uses_perception=False)
+
+    def __init__(self, trajectory: str | Trajectory):
+        self.trajectory = parse_response(trajectory) if isinstance(trajectory, str) else trajectory
+
+    def plan(self, context: PlanContext) -> Trajectory:
+        return self.trajectory

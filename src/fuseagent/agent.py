@@ -1,0 +1,581 @@
+"""The agent: perceive → plan → execute step by step → reflect → roll back / reschedule.
+
+:class:`Agent` runs one fusion task on a pair (or stack). It perceives the inputs, asks its planner
+for a trajectory in the action protocol, and executes it one action at a time in an
+:class:`~fuseagent.execute.Environment`. After each pre-fusion step a :class:`Reflector` rewards
+it (gain of intrinsic quality plus the relational reward of what it changed, on downscaled copies,
+in ``[0, 1]`` with 0.5 = no change). A step that makes things worse (reward under
+``0.5 - tolerance``) or stays under ``threshold`` is rolled back and the planner's next candidate
+model for that task is tried, as
+in AgenticIR (Zhu et al., 2024). A task whose every candidate fails is rescheduled once to the
+end of the queue, then dropped. The fusion step falls back to the next operator if it fails.
+
+Every attempt is a JSON-safe :class:`AgentStep`; :meth:`AgentResult.trace` is an execution trace
+(``fuseagent.trace/1``) of the accepted trajectory plus the agent's records, so
+:meth:`Agent.replay` (or :meth:`Environment.replay`) reproduces the output bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FuseAgentError, InputError
+from .execute import Environment, ExecutionResult, State, jsonable
+from .io import read_image, resize_to
+from .plan.base import PlanContext, Planner, Proposal, create_planner
+from .plan.findings import Findings
+from .protocol import Action, roles_for, validate
+from .tools import FUSION_TASKS
+
+__all__ = ["Agent", "AgentResult", "AgentStep", "Reflector", "Proposal", "propose", "perception_report",
+           "trajectory_hqa", "fused_hqa", "step_reward"]
+
+ImageLike = np.ndarray | str | os.PathLike
+
+
+@dataclass
+class AgentStep:
+    """One record of a run: a plan, an attempted action, a rescheduling or a drop.
+
+    Attributes:
+        index: position in the run.
+        kind: ``plan``, ``step`` (pre-fusion action), ``fusion``, ``reschedule`` or ``drop``.
+        status: ``planned``, ``accepted``, ``rolled_back``, ``failed``, ``rescheduled``, ``dropped``.
+        action: protocol text of the action (None for plan records).
+        planner_text: what the planner said (its think/answer response, or why this candidate).
+        attempt: 0 for the planned model, 1.. for alternatives after a rollback.
+        reward: the reflection reward in ``[0, 1]`` (steps: 0.5 = no change, below is worse; fusion:
+            HQA of the result on thumbnails). None when not reflected on or failed.
+        scores: components of ``reward`` (``intrinsic``, ``relational``, ``iqr_gain``; ``fusion``).
+        seconds: tool seconds (0 when cached); ``overhead_seconds``: reflection seconds.
+        cached: output came from the step cache.
+        input_key, output_key: content hashes of the input and output states (images).
+        error: error message when the tool failed.
+    """
+
+    index: int
+    kind: str
+    status: str
+    action: str | None = None
+    planner_text: str = ""
+    attempt: int = 0
+    reward: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    overhead_seconds: float = 0.0
+    cached: bool = False
+    input_key: str = ""
+    output_key: str = ""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(dict(self.__dict__))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AgentStep:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def propose(planner: Planner, context: PlanContext) -> Proposal:
+    """Ask ``planner`` for a trajectory and validate it for the context's task and images."""
+    proposal = planner.propose(context)
+    validate(list(proposal.trajectory.actions), context.task, len(context.roles))
+    return proposal
+
+
+StepScorer = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Sequence[str], str], Mapping[str, float]]
+
+
+#: tasks that move pixels: reflected on by the alignment reward alone
+ALIGNMENT_TASKS: tuple[str, ...] = ("registration", "flow")
+
+
+def _thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image
+    return resize_to(image, (max(8, round(h * scale)), max(8, round(w * scale))))
+
+
+def _scaled_homography(info: Any, scale: float) -> np.ndarray | None:
+    """The registration tool's moving → reference homography, for images scaled by ``scale``."""
+    if not isinstance(info, Mapping) or info.get("homography") is None:
+        return None
+    try:
+        h = np.asarray(info["homography"], dtype=np.float64).reshape(3, 3)
+    except (TypeError, ValueError):
+        return None
+    s = np.diag([scale, scale, 1.0])
+    return s @ h @ np.linalg.inv(s)
+
+
+class Reflector:
+    """Reward of one step, on downscaled copies: intrinsic gain + relational reward, in ``[0, 1]``.
+
+    For each image an action changed, the intrinsic term maps the gain of the intrinsic quality
+    reward (IQR: BRISQUE, NIQE, PIQE, exposure, contrast) to ``0.5 + 0.5·tanh(ΔIQR / tau)``; the
+    relational term is :func:`~fuseagent.metrics.rewards.relational_reward` — ``enhancement``
+    (compatibility with the other image) for restoration, ``alignment`` (similarity to the reference
+    times the plausibility of the transform) for registration and flow. Restoration steps get the
+    weighted mean of both; alignment steps the relational term alone (the empty borders of a warp
+    lower no-reference quality however good the alignment). 0.5 means "no change".
+
+    Args:
+        scorer: a custom ``scorer(before_images, after_images, changed_roles, task) -> {"total": …}``
+            replacing the rewards (tests, experiments).
+        max_side: images are downscaled to this longest side before scoring (speed).
+        tau: scale of the intrinsic gain.
+        intrinsic_weight, relational_weight: weights of the two terms.
+
+    Example:
+        >>> r = Reflector(lambda before, after, roles, task: {"total": float(after["a"].mean())}, max_side=8)
+        >>> one = np.ones((32, 32), np.float32)
+        >>> r.score_step({"a": one * 0}, {"a": one}, ["a"], "mef", "denoise")["total"]
+        1.0
+    """
+
+    def __init__(self, scorer: StepScorer | None = None, max_side: int = 256, tau: float = 0.05,
+                 intrinsic_weight: float = 1.0, relational_weight: float = 1.0):
+        self.scorer = scorer
+        self.max_side = int(max_side)
+        self.tau = float(tau)
+        self.weights = (float(intrinsic_weight), float(relational_weight))
+        self._iqr: dict[str, float] = {}
+        self._thumbs: dict[int, np.ndarray] = {}
+        self.seconds = 0.0
+
+    def thumbnail(self, image: np.ndarray) -> np.ndarray:
+        key = id(image)
+        cached = self._thumbs.get(key)
+        if cached is None or cached[0] is not image:
+            cached = (image, _thumbnail(image, self.max_side))
+            self._thumbs[key] = cached
+        return cached[1]
+
+    def iqr(self, image: np.ndarray) -> float:
+        """Intrinsic quality reward of a (thumbnail) image, cached by content."""
+        from .execute import image_hash
+        from .metrics.rewards import intrinsic_reward
+
+        key = image_hash(image)
+        if key not in self._iqr:
+            try:
+                self._iqr[key] = float(intrinsic_reward(image).value)
+            except (ArithmeticError, ValueError, FuseAgentError):  # a degenerate (flat) image has no quality
+                self._iqr[key] = 0.0
+        return self._iqr[key]
+
+    def score_step(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
+                   task: str, protocol_task: str, info: Mapping[str, Any] | None = None,
+                   masks: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+        """Reward of a step that changed ``roles`` of ``before`` into ``after``."""
+        t0 = time.perf_counter()
+        try:
+            if self.scorer is not None:
+                return {k: float(v) for k, v in self.scorer(before, after, list(roles), task).items()}
+            return self._rewards(before, after, roles, task, protocol_task, info or {}, masks or {})
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _rewards(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
+                 task: str, protocol_task: str, info: Mapping[str, Any], masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+        intrinsic, relational, d_iqr = [], [], []
+        all_roles = list(after)
+        for role in roles:
+            b, a = self.thumbnail(before[role]), self.thumbnail(after[role])
+            other_role = _other_role(role, all_roles, task)
+            other = self.thumbnail(after[other_role])
+            gain = self.iqr(a) - self.iqr(b)
+            d_iqr.append(gain)
+            intrinsic.append(0.5 + 0.5 * float(np.tanh(gain / self.tau)))
+            if a.shape[:2] != other.shape[:2]:
+                other = resize_to(other, a.shape[:2])
+            rel = self._relational(protocol_task, role, b, a, other, after, info, masks, task)
+            relational.append(rel)
+        wi, wr = self.weights
+        if protocol_task in ALIGNMENT_TASKS:
+            wi = 0.0  # a warp's empty borders lower no-reference quality whatever the alignment; judge the alignment
+        i_mean, r_mean = float(np.mean(intrinsic)), float(np.mean(relational))
+        return {"total": (wi * i_mean + wr * r_mean) / (wi + wr), "intrinsic": i_mean, "relational": r_mean,
+                "iqr_gain": float(np.mean(d_iqr))}
+
+    def _relational(self, protocol_task: str, role: str, b: np.ndarray, a: np.ndarray, other: np.ndarray,
+                    after: Mapping[str, np.ndarray], info: Mapping[str, Any], masks: Mapping[str, np.ndarray],
+                    task: str) -> float:
+        from .metrics.rewards import relational_reward
+
+        try:
+            if protocol_task in ALIGNMENT_TASKS:
+                scale = a.shape[0] / after[role].shape[0]
+                valid = masks.get(f"valid.{role}")
+                valid_t = None if valid is None else resize_to(valid.astype(np.float32), a.shape[:2], "nearest") > 0.5
+                return float(relational_reward("alignment", b, a, other,
+                                               transform=_scaled_homography(info.get(role), scale),
+                                               valid=valid_t, task=task).value)
+            if b.shape[:2] != a.shape[:2]:
+                b = resize_to(b, a.shape[:2])
+            return float(relational_reward("enhancement", b, a, other, task=task).value)
+        except (ArithmeticError, ValueError, FuseAgentError):  # degenerate images: no evidence of a gain
+            return 0.0
+
+    def score_fusion(self, sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
+                     step_rewards: Sequence[float] = ()) -> dict[str, float]:
+        """HQA of the fused result on thumbnails (with the accepted steps' rewards)."""
+        t0 = time.perf_counter()
+        try:
+            if self.scorer is not None:
+                return {k: float(v) for k, v in self.scorer({}, {"fused": fused}, ["fused"], task).items()}
+            from .metrics.rewards import hqa
+
+            thumbs = [self.thumbnail(s) for s in sources]
+            f = self.thumbnail(fused)
+            thumbs = [t if t.shape[:2] == f.shape[:2] else resize_to(t, f.shape[:2]) for t in thumbs]
+            steps = [min(1.0, max(0.0, r)) for r in step_rewards]
+            reward = hqa(thumbs, f, steps, task=task)
+            return {"total": float(reward.value), "fusion": float(reward.terms.get("fusion", reward.value))}
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def step_reward(reflector: Reflector, before: State, after: State, action: Action, record: Any, task: str) -> float:
+    """Reflection reward of one executed step, clipped to ``[0, 1]``."""
+    score = reflector.score_step(before.images, after.images, record.targets, task, action.task, record.info,
+                                 after.masks)
+    return min(1.0, max(0.0, float(score["total"])))
+
+
+def fused_hqa(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
+    """:func:`~fuseagent.metrics.rewards.hqa` with the sources resampled to the fused image's size."""
+    from .metrics.rewards import hqa
+
+    matched = [im if im.shape[:2] == fused.shape[:2] else resize_to(im, fused.shape[:2]) for im in sources]
+    return float(hqa(matched, fused, list(step_rewards), task=task).value)
+
+
+def trajectory_hqa(states: Sequence[State], actions: Sequence[Action], records: Sequence[Any], task: str,
+                   reflector: Reflector | None = None) -> float:
+    """HQA of an executed trajectory: the quantity the oracle ranks and the benchmarks report.
+
+    :func:`~fuseagent.metrics.rewards.hqa` of the fused image against the images given to the fusion
+    step, with the reflection rewards of the trajectory's pre-fusion steps (on downscaled copies) as
+    its step term.
+
+    Args:
+        states: the trajectory's states, inputs first, fused last (``len(actions) + 1``).
+        actions: its actions; ``records``: the environment's step records (targets, info).
+        task: fusion task; ``reflector``: reuse one to share its caches.
+    """
+    reflector = reflector or Reflector()
+    rewards = [step_reward(reflector, states[i], states[i + 1], a, records[i], task) for i, a in enumerate(actions[:-1])]
+    return fused_hqa(states[-1].images["fused"], list(states[-2].images.values()), task, rewards)
+
+
+def _other_role(role: str, roles: Sequence[str], task: str) -> str:
+    if task == "ivif":
+        return "vis" if role == "ir" else "ir"
+    return roles[0] if role != roles[0] else roles[1]
+
+
+@dataclass
+class AgentResult:
+    """Output of :meth:`Agent.run`.
+
+    Attributes:
+        fused: the fused image.
+        task: fusion task.
+        planner: planner name (the one that produced the executed plan).
+        proposal: the planner's proposal.
+        execution: the accepted trajectory's execution (every intermediate state).
+        steps: every record of the run, rolled-back attempts included.
+        states: every state the run produced, by content hash (for reports).
+        perception: the perception report (None when skipped).
+        findings: the levels planners used.
+        seconds: wall time of the run; ``tool_seconds``: time inside tools;
+            ``perception_seconds``, ``planning_seconds``, ``reflection_seconds``: parts of the overhead.
+        notes: input notes (resampling).
+    """
+
+    fused: np.ndarray
+    task: str
+    planner: str
+    proposal: Proposal
+    execution: ExecutionResult
+    steps: list[AgentStep]
+    states: dict[str, State]
+    perception: dict[str, Any] | None
+    findings: Findings
+    seconds: float
+    tool_seconds: float
+    perception_seconds: float
+    planning_seconds: float
+    reflection_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trajectory(self) -> str:
+        return self.execution.trajectory
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool executions the run performed (cache hits excluded, rolled-back attempts included)."""
+        return sum(1 for s in self.steps if s.kind in ("step", "fusion") and not s.cached)
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Everything but tool execution."""
+        return max(0.0, self.seconds - self.tool_seconds)
+
+    def trace(self) -> dict[str, Any]:
+        """JSON-safe trace: the accepted trajectory's execution trace plus the agent's records."""
+        trace = self.execution.trace()
+        trace["notes"] = list(self.notes)
+        trace["agent"] = jsonable({
+            "format": "fuseagent.agent/1",
+            "planner": self.planner,
+            "response": self.proposal.response,
+            "think": self.proposal.trajectory.think,
+            "planned": self.proposal.trajectory.text(),
+            "planner_attempts": self.proposal.attempts,
+            "perception": self.perception,
+            "findings": self.findings.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+            "tool_calls": self.tool_calls,
+            "seconds": round(self.seconds, 4),
+            "tool_seconds": round(self.tool_seconds, 4),
+            "overhead_seconds": round(self.overhead_seconds, 4),
+            "perception_seconds": round(self.perception_seconds, 4),
+            "planning_seconds": round(self.planning_seconds, 4),
+            "reflection_seconds": round(self.reflection_seconds, 4),
+        })
+        return trace
+
+
+def _split_task(images: tuple[Any, ...], task: str | None) -> tuple[list[Any], str]:
+    items = list(images)
+    if len(items) == 1 and isinstance(items[0], (list, tuple)):
+        items = list(items[0])
+    if task is None and items and isinstance(items[-1], str) and items[-1] in FUSION_TASKS \
+            and not Path(items[-1]).exists():
+        task = items.pop()
+    if task is None:
+        raise InputError("no fusion task given (ivif, mef or mff)")
+    if task not in FUSION_TASKS:
+        raise InputError(f"unknown task '{task}' (valid: {', '.join(FUSION_TASKS)})")
+    return items, task
+
+
+def perception_report(images: Sequence[np.ndarray], task: str) -> dict[str, Any]:
+    """JSON-safe perception report of a pair (of a stack: its first and last image, whose roles it keeps)."""
+    from .perceive import perceive
+
+    report = perceive(images[0], images[-1], task)
+    data = report.to_dict() if hasattr(report, "to_dict") else jsonable(report)
+    if len(images) > 2:
+        last = roles_for(task, len(images))[-1]
+        for entry in data.get("images", []):
+            if isinstance(entry, dict) and entry.get("role") == "b":
+                entry["role"] = last
+    return data
+
+
+class Agent:
+    """Perceive, plan, execute, reflect, roll back.
+
+    Args:
+        planner: a planner name (:func:`~fuseagent.plan.list_planners`) or instance.
+        reflect: reflect after each step and roll back steps that do not help.
+        tolerance: a step is rolled back when its reward is below ``0.5 - tolerance`` (it made things worse).
+        threshold: also roll back steps whose reward stays below this (None: no absolute bar).
+        max_candidates: models tried per task (the planned one and its alternatives).
+        reschedule: move a task whose candidates all failed to the end once before dropping it.
+        perceive: run perception (planners that ignore it skip it anyway).
+        experience: an :class:`~fuseagent.plan.experience.Experience` (or a path to one) for the planner.
+        environment: the execution environment (shared step cache); a new one by default.
+        scorer: reflection scorer (see :class:`Reflector`); ``reflect_size``: its downscaling.
+        seed: seed of the planner's random choices.
+        planner_options: options of the planner when ``planner`` is a name.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1))
+        >>> agent = Agent(planner="predefined", perceive=False, reflect=False)
+        >>> res = agent.run(a, a[:, ::-1].copy(), "ivif")
+        >>> res.fused.shape, res.trajectory.endswith("[task:fusion][model:gff]")
+        ((48, 64), True)
+    """
+
+    def __init__(self, planner: str | Planner = "expert", *, reflect: bool = True, tolerance: float = 0.01,
+                 threshold: float | None = None, max_candidates: int = 3, reschedule: bool = True,
+                 perceive: bool = True, experience: Any = None, environment: Environment | None = None,
+                 scorer: StepScorer | None = None, reflect_size: int = 256, seed: int = 0,
+                 planner_options: Mapping[str, Any] | None = None):
+        self.planner = create_planner(planner, **dict(planner_options or {})) if isinstance(planner, str) else planner
+        self.reflect = bool(reflect)
+        self.tolerance = float(tolerance)
+        self.threshold = threshold
+        self.max_candidates = max(1, int(max_candidates))
+        self.reschedule = bool(reschedule)
+        self.perceive = bool(perceive)
+        if isinstance(experience, (str, os.PathLike)):
+            from .plan.experience import Experience
+
+            experience = Experience.load(experience)
+        self.experience = experience
+        self.environment = environment or Environment()
+        self.reflector = Reflector(scorer, reflect_size)
+        self.seed = int(seed)
+
+    # -- perception ---------------------------------------------------------------------------
+    def _perceive(self, state: State, task: str) -> dict[str, Any] | None:
+        if not (self.perceive and self.planner.card.uses_perception):
+            return None
+        return perception_report([state.images[r] for r in state.images], task)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, *images: ImageLike | Sequence[ImageLike] | str, task: str | None = None,
+            findings: Findings | None = None, perception: Mapping[str, Any] | None = None) -> AgentResult:
+        """Fuse ``images`` (arrays or paths; IVIF: infrared then visible) for ``task``.
+
+        ``run(a, b, "ivif")`` and ``run([a, b, c], task="mef")`` both work. ``findings`` replaces
+        perception (e.g. a synthetic suite's ground truth); ``perception`` is a report already
+        computed for these images (perception is not run again).
+        """
+        t_start = time.perf_counter()
+        items, task = _split_task(images, task)
+        loaded = [im if isinstance(im, np.ndarray) else read_image(im) for im in items]
+        env = self.environment
+        state0, notes = env.initial_state(loaded, task)
+        roles = list(state0.images)
+
+        t0 = time.perf_counter()
+        if perception is not None:
+            report = dict(perception)
+        else:
+            report = None if findings is not None else self._perceive(state0, task)
+        perception_seconds = time.perf_counter() - t0
+        if findings is None:
+            findings = Findings.from_report(report, roles)
+
+        t0 = time.perf_counter()
+        context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
+                              experience=self.experience, seed=self.seed, environment=env)
+        proposal = propose(self.planner, context)
+        planning_seconds = time.perf_counter() - t0
+
+        steps: list[AgentStep] = [AgentStep(0, "plan", "planned", None, proposal.response)]
+        states: dict[str, State] = {state0.key: state0}
+        reflect = self.reflect and getattr(self.planner, "reflect", True)
+        reflection_before = self.reflector.seconds
+        tool_seconds = 0.0
+
+        actions = list(proposal.trajectory.actions)
+        queue: deque[tuple[Action, bool]] = deque((a, False) for a in actions[:-1])
+        accepted: list[Action] = []
+        state = state0
+        step_rewards: list[float] = []
+
+        def attempt(action: Action, current: State, kind: str, n: int, why: str) -> tuple[State | None, AgentStep, Any]:
+            nonlocal tool_seconds
+            record = AgentStep(len(steps), kind, "failed", action.text(), why, n, input_key=current.key)
+            t0 = time.perf_counter()
+            try:
+                new, exec_record, cached = env.step(current, action, task)
+            except Exception as exc:  # a failing tool is a failed attempt, not a crash
+                record.seconds = time.perf_counter() - t0
+                tool_seconds += record.seconds
+                record.error = f"{type(exc).__name__}: {exc}"
+                return None, record, None
+            tool_seconds += exec_record.seconds
+            record.seconds, record.cached, record.output_key = exec_record.seconds, cached, new.key
+            states[new.key] = new
+            return new, record, exec_record
+
+        while queue:
+            planned, was_rescheduled = queue.popleft()
+            candidates = [planned]
+            if reflect:
+                candidates += self.planner.alternatives(context, planned)[: self.max_candidates - 1]
+            done = False
+            for n, action in enumerate(candidates):
+                why = "planned" if n == 0 else f"alternative {n} after rolling back {candidates[n - 1].text()}"
+                new, record, executed = attempt(action, state, "step", n, why)
+                steps.append(record)
+                if new is None:
+                    continue
+                if not reflect:
+                    record.status = "accepted"
+                    state, done = new, True
+                    accepted.append(action)
+                    break
+                t0 = time.perf_counter()
+                scores = self.reflector.score_step(state.images, new.images, executed.targets, task, action.task,
+                                                   executed.info, new.masks)
+                record.overhead_seconds = time.perf_counter() - t0
+                record.reward, record.scores = scores["total"], scores
+                worse = scores["total"] < 0.5 - self.tolerance
+                low = self.threshold is not None and scores["total"] < self.threshold
+                if worse or low:
+                    record.status = "rolled_back"
+                    continue
+                record.status = "accepted"
+                state, done = new, True
+                step_rewards.append(scores["total"])
+                accepted.append(action)
+                break
+            if done:
+                continue
+            if self.reschedule and not was_rescheduled and queue:
+                queue.append((planned, True))
+                steps.append(AgentStep(len(steps), "reschedule", "rescheduled", planned.text(),
+                                       f"every candidate for {planned.task} failed: moved after "
+                                       f"{queue[-2][0].text()}", input_key=state.key))
+            else:
+                steps.append(AgentStep(len(steps), "drop", "dropped", planned.text(),
+                                       f"every candidate for {planned.task} failed: task dropped", input_key=state.key))
+
+        fusion = actions[-1]
+        candidates = [fusion] + self.planner.alternatives(context, fusion)[: self.max_candidates - 1]
+        fused_action = None
+        for n, action in enumerate(candidates):
+            why = "planned" if n == 0 else f"alternative {n} after {candidates[n - 1].text()} failed"
+            new, record, _ = attempt(action, state, "fusion", n, why)
+            steps.append(record)
+            if new is None:
+                continue
+            record.status = "accepted"
+            if reflect:
+                t0 = time.perf_counter()
+                record.scores = self.reflector.score_fusion([state0.images[r] for r in roles], new.images["fused"],
+                                                            task, step_rewards)
+                record.reward = record.scores["total"]
+                record.overhead_seconds = time.perf_counter() - t0
+            fused_action = action
+            break
+        if fused_action is None:
+            errors = "; ".join(s.error or "" for s in steps if s.kind == "fusion")
+            raise FuseAgentError(f"every fusion operator failed: {errors}")
+        accepted.append(fused_action)
+
+        execution = env.run(state0.images, task, accepted)
+        execution.notes = notes + execution.notes
+        return AgentResult(
+            fused=execution.fused, task=task, planner=proposal.planner, proposal=proposal, execution=execution,
+            steps=steps, states=states, perception=report, findings=findings,
+            seconds=time.perf_counter() - t_start, tool_seconds=tool_seconds,
+            perception_seconds=perception_seconds, planning_seconds=planning_seconds,
+            reflection_seconds=self.reflector.seconds - reflection_before, notes=notes)
+
+    def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
+        """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""
+        items, _ = _split_task(images, trace.get("task"))
+        loaded = [im if isinstance(im, np.ndarray) else read_image(im) for im in items]
+        return self.environment.replay(trace, loaded)

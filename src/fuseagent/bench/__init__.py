@@ -1,0 +1,1 @@
+"""Benchmarks run from the command line (``fuseagent bench …``): one module per benchmark."""

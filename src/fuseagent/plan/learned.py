@@ -1,0 +1,116 @@
+"""The ``learned`` planner: the compact vision-language policy trained by SFT and GRPO-F.
+
+It looks at the downscaled pair, the fusion task and the perception report
+(:mod:`fuseagent.learned.policy`), writes the perceived-degradation tags and the actions token by
+token under the protocol grammar (so its plan is always valid), and renders the ``<think>`` text
+from its tags as the training data's rationales are written
+(:func:`fuseagent.data.rationale.template_rationale`). Rolled-back steps are replaced by the other
+models of the same task and target, ranked by the policy's own probabilities at that position.
+
+Weights are read from an explicit local path: the ``weights=`` option, else the environment
+variable ``FUSEAGENT_POLICY_WEIGHTS`` (so ``fuseagent fuse --planner learned`` and the decision
+benchmark can use it); none are shipped until a trained policy has been evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..protocol import Action, Trajectory
+from .base import PlanContext, Planner, PlannerCard, register_planner
+
+__all__ = ["LearnedPlanner", "WEIGHTS_ENV"]
+
+#: environment variable naming the policy weights when ``weights=`` is not given
+WEIGHTS_ENV = "FUSEAGENT_POLICY_WEIGHTS"
+
+
+@register_planner
+class LearnedPlanner(Planner):
+    """Plans with a trained policy.
+
+    Args:
+        weights: path of the policy weights (:func:`fuseagent.learned.policy.save_policy`); default
+            ``$FUSEAGENT_POLICY_WEIGHTS``.
+        temperature: 0 decodes greedily (deterministic); above 0 samples, seeded by the context's seed.
+        threads: torch CPU threads used while planning.
+
+    Raises:
+        InputError: (when planning) no weights given, or the file is not a policy.
+    """
+
+    card = PlannerCard("learned", "compact vision-language policy trained by SFT + GRPO-F (needs weights=PATH)")
+
+    def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1):
+        weights = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+        self.weights = Path(weights) if weights is not None else None
+        self.temperature = float(temperature)
+        self.threads = int(threads)
+        self._model: Any = None
+        self._last: dict[str, Any] = {}
+
+    def model(self) -> Any:
+        """The loaded policy (loaded once)."""
+        if self._model is None:
+            if self.weights is None:
+                raise InputError(f"planner 'learned' needs its weights: weights=PATH or ${WEIGHTS_ENV} (train them "
+                                 "with fuseagent train sft / grpo; none are shipped yet)")
+            from ..learned.policy import load_policy
+
+            self._model, _ = load_policy(self.weights)
+        return self._model
+
+    def plan(self, context: PlanContext) -> Trajectory:
+        import torch
+
+        from ..data.rationale import template_rationale
+        from ..learned.policy import decode_actions, findings_from_tags, generate, policy_input
+
+        model = self.model()
+        images = [context.images[r] for r in context.roles if r in context.images]
+        if len(images) < 2:
+            images = [np.zeros((model.config.image_size,) * 2, np.float32)] * 2
+        x = policy_input(images, context.task, context.report, context.findings, context.roles,
+                         model.config.image_size)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            generator = torch.Generator().manual_seed(int(context.seed) & 0xFFFFFFFF)
+            sample = generate(model, [x], greedy=self.temperature <= 0, temperature=max(self.temperature, 1e-6),
+                              generator=generator)[0]
+        finally:
+            torch.set_num_threads(previous)
+        tags, actions = decode_actions(model.vocab, sample.ids)
+        self._last = {"ids": sample.ids, "step_probs": sample.step_probs, "task": context.task}
+        think = template_rationale(findings_from_tags(tags), actions, context.task)
+        return Trajectory(tuple(actions), think)
+
+    def alternatives(self, context: PlanContext, action: Action) -> list[Action]:
+        """Other models for the task and target of ``action``, most probable under the policy first
+        (the library's order for the ones the policy did not score)."""
+        fallback = super().alternatives(context, action)
+        if not self._last or self._last.get("task") != context.task:
+            return fallback
+        from ..learned.policy.vocab import action_token, token_action
+
+        vocab = self.model().vocab
+        ids = self._last["ids"]
+        token = action_token(action)
+        position = next((k for k in range(1, len(ids)) if vocab.tokens[ids[k]] == token), None)
+        if position is None:
+            return fallback
+        probs = self._last["step_probs"][position - 1]
+        scored = []
+        for i, p in probs.items():
+            other = token_action(vocab.tokens[i]) if vocab.is_action(i) else None
+            if other is not None and other.task == action.task and other.target == action.target \
+                    and other.model != action.model:
+                scored.append((-p, other.model))
+        ranked = [Action(action.task, m, action.target) for _, m in sorted(scored)]
+        seen = {a.model for a in ranked}
+        return ranked + [a for a in fallback if a.model not in seen]

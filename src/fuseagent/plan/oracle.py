@@ -1,0 +1,163 @@
+"""The ``oracle`` planner: exhaustive search over valid trajectories, ranked by HQA (the upper bound).
+
+Search space: every ordered subset of the candidate pre-fusion actions (the tasks perception calls
+for, plus the pre-defined pipeline's own steps), each action with each of its top
+``models_per_task`` models, followed by each fusion operator of the task. The search is a depth-first
+walk of the trajectory tree in the context's environment: a prefix shared by many trajectories is
+executed once (the walk keeps its state; the environment's step cache keeps it across planners).
+The trajectory with the highest score wins: by default its HQA (:func:`fuseagent.agent.trajectory_hqa`:
+the fused image against the images given to the fusion step, with the reflection rewards of its
+steps), the quantity the decision benchmark reports. It looks at the result, so it is a bound for
+the other planners, not a method.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..execute import Environment, State
+from ..protocol import Action, Trajectory
+from .base import PlanContext, Planner, PlannerCard, register_planner
+from .expert import expert_actions
+from .library import candidate_models
+from .predefined import predefined_plan
+
+__all__ = ["OraclePlanner", "hqa_score", "candidate_prefixes"]
+
+FusedScorer = Callable[[np.ndarray, Sequence[np.ndarray], str, Sequence[float]], float]
+
+
+def hqa_score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
+    """HQA of a fused image against the images given to the fusion step, with the steps' rewards
+    (:func:`fuseagent.agent.fused_hqa`)."""
+    from ..agent import fused_hqa
+
+    return fused_hqa(fused, sources, task, step_rewards)
+
+
+def _slot(action: Action) -> tuple[str, str | None]:
+    return action.task, action.target
+
+
+def candidate_prefixes(slots: Sequence[Action], models: Mapping[tuple[str, str | None], list[str]],
+                       max_prefixes: int) -> list[tuple[Action, ...]]:
+    """Ordered subsets of ``slots`` with every model combination, shortest first, at most ``max_prefixes``.
+
+    Example:
+        >>> s = [Action("denoise", "nlm", "vis"), Action("registration", "sift")]
+        >>> m = {("denoise", "vis"): ["nlm", "tv"], ("registration", None): ["sift"]}
+        >>> len(candidate_prefixes(s, m, 100))   # 1 empty + 2 + 1 + 2 + 2 (two orders of both)
+        8
+    """
+    out: list[tuple[Action, ...]] = []
+    for size in range(len(slots) + 1):
+        for order in itertools.permutations(slots, size):
+            choices = [models[_slot(a)] for a in order]
+            for combo in itertools.product(*choices):
+                out.append(tuple(Action(a.task, m, a.target) for a, m in zip(order, combo)))
+                if len(out) >= max_prefixes:
+                    return out
+    return out
+
+
+@register_planner
+class OraclePlanner(Planner):
+    """Exhaustive search ranked by HQA.
+
+    Args:
+        models_per_task: models tried per pre-fusion task (best-ranked first).
+        max_prefixes: cap on the pre-fusion prefixes explored (shortest first).
+        max_fusion: fusion operators tried per prefix, best-ranked first (all when None).
+        scorer: ``scorer(fused, sources, task, step_rewards) -> float``, higher is better (HQA by
+            default); ``sources`` are the images given to the fusion step.
+    """
+
+    card = PlannerCard("oracle", "exhaustive search over valid trajectories ranked by HQA (upper bound)")
+    reflect = False
+
+    def __init__(self, models_per_task: int = 2, max_prefixes: int = 64, max_fusion: int | None = 4,
+                 scorer: FusedScorer | None = None):
+        self.models_per_task = max(1, int(models_per_task))
+        self.max_prefixes = max(1, int(max_prefixes))
+        self.max_fusion = max_fusion
+        self.scorer = scorer or hqa_score
+        self.last_search: list[dict[str, Any]] = []
+
+    def slots(self, context: PlanContext) -> list[Action]:
+        """Candidate pre-fusion actions: perceived ones, then the pre-defined pipeline's."""
+        slots: list[Action] = []
+        for action in expert_actions(context) + list(predefined_plan(context.task).actions[:-1]):
+            if _slot(action) not in {_slot(s) for s in slots}:
+                slots.append(action)
+        return slots
+
+    def plan(self, context: PlanContext) -> Trajectory:
+        env: Environment = context.environment or Environment()
+        if not context.images:
+            raise ValueError("the oracle needs the images in its context")
+        state0, _ = env.initial_state(dict(context.images), context.task)
+        slots = self.slots(context)
+        models = {}
+        for action in slots:
+            ranked = candidate_models(action.task, context.task, context.experience, action.target)
+            first = [action.model] + [m for m in ranked if m != action.model]
+            models[_slot(action)] = first[: self.models_per_task]
+        fusions = candidate_models("fusion", context.task, context.experience)
+        if self.max_fusion:
+            fusions = fusions[: self.max_fusion]
+        prefixes = candidate_prefixes(slots, models, self.max_prefixes)
+        from ..agent import Reflector
+
+        reflector = Reflector()
+        paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
+        results: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        for prefix in prefixes:
+            path = self._path(env, reflector, paths, prefix, context.task)
+            if path is None:
+                continue
+            state, rewards = path
+            sources = list(state.images.values())
+            for model in fusions:
+                action = Action("fusion", model)
+                try:
+                    fused_state, _, _ = env.step(state, action, context.task)
+                    score = float(self.scorer(fused_state.images["fused"], sources, context.task, rewards))
+                except Exception as exc:  # an operator failing on this input is simply not a candidate
+                    results.append({"trajectory": list(prefix) + [action], "score": None, "error": str(exc)})
+                    continue
+                results.append({"trajectory": list(prefix) + [action], "score": score})
+        scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
+        if not scored:
+            raise RuntimeError("the oracle found no trajectory that runs on these images")
+        best = max(scored, key=lambda r: r["score"])
+        self.last_search = [{"trajectory": " -> ".join(a.text() for a in r["trajectory"]), "score": r["score"],
+                             **({"error": r["error"]} if "error" in r else {})} for r in results]
+        think = (f"Searched {len(results)} trajectories ({len(prefixes)} prefixes x {len(fusions)} fusion operators) "
+                 f"in {time.perf_counter() - t0:.1f}s; best score {best['score']:.4f}.")
+        return Trajectory(tuple(best["trajectory"]), think)
+
+    @staticmethod
+    def _path(env: Environment, reflector: Any, paths: dict[tuple[Action, ...], tuple[State, list[float]] | None],
+              prefix: tuple[Action, ...], task: str) -> tuple[State, list[float]] | None:
+        """State after ``prefix`` and its steps' rewards; shared prefixes are executed and rated once."""
+        if prefix in paths:
+            return paths[prefix]
+        parent = OraclePlanner._path(env, reflector, paths, prefix[:-1], task)
+        from ..agent import step_reward
+
+        result = None
+        if parent is not None:
+            try:
+                state, record, _ = env.step(parent[0], prefix[-1], task)
+            except Exception:  # a tool failing on this input prunes the subtree
+                state = None
+            if state is not None:
+                result = (state, parent[1] + [step_reward(reflector, parent[0], state, prefix[-1], record, task)])
+        paths[prefix] = result
+        return result

@@ -1,0 +1,140 @@
+"""The ``learned`` planner: registration, weights from an explicit path, valid plans, the agent loop."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fuseagent.agent import Agent
+from fuseagent.data.rationale import check_rationale
+from fuseagent.errors import InputError
+from fuseagent.learned.policy import PolicyNet, build_vocab, save_policy
+from fuseagent.plan import Findings, PlanContext, create_planner, list_planners
+from fuseagent.plan.learned import WEIGHTS_ENV, LearnedPlanner
+from fuseagent.protocol import validate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from test_sft import TINY, toy_images, toy_records  # noqa: E402
+
+torch.set_num_threads(1)
+
+NOISY_VIS = Findings({"vis": {"noise": 3}})
+
+
+@pytest.fixture(scope="module")
+def toy_weights(tmp_path_factory) -> Path:
+    """A tiny policy trained on the toy rules (noisy visible → denoise it, then gff)."""
+    from fuseagent.train.sft import SFTSettings, train_sft
+
+    out = tmp_path_factory.mktemp("policy") / "toy.pt"
+    settings = SFTSettings(datasets=("toy",), policy=TINY, steps=100, batch=8, lr=1e-2, warmup=5, log_every=100,
+                           val_fraction=0.0, perturbed=False, out=str(out))
+    train_sft(settings, records=toy_records(6), image_loader=toy_images)
+    return out
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_policy(tmp_path_factory.mktemp("policy") / "random.pt", PolicyNet(build_vocab()))
+
+
+def _context(task: str, findings: Findings | None = None, seed: int = 0) -> PlanContext:
+    rng = np.random.default_rng(seed)
+    images = {r: rng.random((48, 64)).astype(np.float32) for r in (["ir", "vis"] if task == "ivif" else ["a", "b"])}
+    return PlanContext(task=task, roles=list(images), findings=findings or Findings(), images=images, seed=seed)
+
+
+class TestRegistration:
+    def test_listed_and_created_without_loading(self, monkeypatch):
+        monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+        assert "learned" in list_planners()
+        planner = create_planner("learned")
+        assert planner.name == "learned" and planner.weights is None
+
+    def test_planning_without_weights_raises_input_error(self, monkeypatch):
+        monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+        with pytest.raises(InputError, match="needs its weights"):
+            create_planner("learned").plan(_context("ivif"))
+
+    def test_missing_file_raises_input_error(self, tmp_path):
+        with pytest.raises(InputError, match="not found"):
+            create_planner("learned", weights=str(tmp_path / "none.pt")).plan(_context("ivif"))
+
+    def test_weights_from_the_environment(self, monkeypatch, toy_weights):
+        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
+        assert create_planner("learned").weights == toy_weights
+
+
+class TestPlans:
+    @pytest.mark.parametrize("task", ["ivif", "mef", "mff"])
+    def test_random_policy_plans_are_valid_with_a_rationale(self, random_weights, task):
+        for seed in range(3):
+            for temperature in (0.0, 1.5):
+                plan = LearnedPlanner(random_weights, temperature=temperature).plan(_context(task, seed=seed))
+                validate(list(plan.actions), task)
+                assert plan.think.startswith("I see a") and check_rationale(plan.think) == []
+
+    def test_greedy_plan_is_deterministic(self, random_weights):
+        a = LearnedPlanner(random_weights).plan(_context("mef", seed=4))
+        b = LearnedPlanner(random_weights).plan(_context("mef", seed=4))
+        assert a == b
+
+    def test_fixed_input_gives_the_stored_plan(self, toy_weights):
+        plan = LearnedPlanner(toy_weights).plan(_context("ivif", NOISY_VIS))
+        assert plan.text() == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
+        assert plan.think.startswith("I see a grainy infrared-visible pair.")
+        clean = LearnedPlanner(toy_weights).plan(_context("ivif"))
+        assert clean.text() == "[task:fusion][model:laplacian]"
+
+    def test_plans_in_well_under_a_second(self, random_weights):
+        planner = LearnedPlanner(random_weights)
+        rng = np.random.default_rng(0)
+        images = {"ir": rng.random((480, 640)).astype(np.float32), "vis": rng.random((480, 640, 3)).astype(np.float32)}
+        context = PlanContext(task="ivif", roles=["ir", "vis"], images=images)
+        planner.plan(context)  # loads the weights
+        t0 = time.perf_counter()
+        planner.plan(context)
+        assert time.perf_counter() - t0 < 1.0
+
+    def test_alternatives_follow_the_policy_then_the_library(self, toy_weights):
+        from fuseagent.plan.library import models_for
+
+        planner = LearnedPlanner(toy_weights)
+        context = _context("ivif", NOISY_VIS)
+        plan = planner.plan(context)
+        step = plan.actions[0]
+        others = planner.alternatives(context, step)
+        assert step.model not in {a.model for a in others}
+        assert {a.model for a in others} == set(models_for("denoise", "ivif", "vis")) - {step.model}
+        assert all(a.task == "denoise" and a.target == "vis" for a in others)
+
+
+class TestAgentLoop:
+    def test_runs_with_reflection_and_rollback(self, toy_weights, small_pair):
+        calls = []
+
+        def scorer(before, after, roles, task):
+            calls.append(tuple(roles))
+            return {"total": 0.0 if roles != ["fused"] else 0.6}  # every restoration step makes things worse
+
+        agent = Agent(planner=LearnedPlanner(toy_weights), perceive=False, scorer=scorer, reflect_size=64,
+                      max_candidates=2, reschedule=False)
+        result = agent.run(*small_pair, task="ivif", findings=NOISY_VIS)
+        assert result.proposal.trajectory.text() == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
+        statuses = [(s.kind, s.status, s.attempt) for s in result.steps]
+        assert ("step", "rolled_back", 0) in statuses and ("step", "rolled_back", 1) in statuses
+        assert ("drop", "dropped", 0) in statuses
+        assert result.trajectory == "[task:fusion][model:gff]"
+        assert result.fused.shape == (96, 128)
+
+    def test_accepted_plan_is_executed(self, toy_weights, small_pair):
+        agent = Agent(planner=LearnedPlanner(toy_weights), perceive=False, reflect=False)
+        result = agent.run(*small_pair, task="ivif", findings=NOISY_VIS)
+        assert result.trajectory == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
+        assert result.planner == "learned"

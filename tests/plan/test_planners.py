@@ -1,0 +1,149 @@
+"""Planners: registry, the random ablations, the expert's rules, the oracle's exhaustive search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuseagent.agent import Agent
+from fuseagent.errors import UnknownNameError
+from fuseagent.execute import Environment
+from fuseagent.plan import PREDEFINED, Findings, PlanContext, create_planner, list_planners, predefined_plan
+from fuseagent.plan.library import applicable_actions, models_for
+from fuseagent.plan.oracle import OraclePlanner, candidate_prefixes
+from fuseagent.protocol import Action, validate
+
+NOISY_MISALIGNED = Findings({"ir": {"stripe": 2}, "vis": {"noise": 3, "haze": 2}}, {"misalignment": 2})
+
+
+def ctx(task="ivif", findings=NOISY_MISALIGNED, seed=0, n=2, **kw) -> PlanContext:
+    return PlanContext.create(task, n, findings=findings, seed=seed, **kw)
+
+
+class TestRegistry:
+    def test_all_planners_listed(self):
+        assert set(list_planners()) >= {"predefined", "expert", "vlm", "oracle", "random", "random-order", "random-model"}
+
+    def test_unknown_planner(self):
+        with pytest.raises(UnknownNameError, match="did you mean expert"):
+            create_planner("expret")
+
+    @pytest.mark.parametrize("name", ["predefined", "expert", "random", "random-order", "random-model"])
+    @pytest.mark.parametrize("task", ["ivif", "mef", "mff"])
+    def test_every_plan_is_valid(self, name, task):
+        roles = 2
+        findings = Findings({r: {"noise": 2, "blur": 3, "low_light": 2} for r in (["ir", "vis"] if task == "ivif" else ["a", "b"])},
+                            {"misalignment": 1, "motion": 2})
+        trajectory = create_planner(name).plan(ctx(task, findings, n=roles))
+        validate(list(trajectory.actions), task, roles)
+        assert trajectory.actions[-1].task == "fusion" and trajectory.think
+
+
+class TestPredefined:
+    def test_is_the_fixed_pipeline(self):
+        for task in PREDEFINED:
+            assert create_planner("predefined").plan(ctx(task)).text() == PREDEFINED[task] == predefined_plan(task).text()
+
+
+class TestExpert:
+    def test_restores_only_affected_images_in_canonical_order(self):
+        t = create_planner("expert").plan(ctx())
+        assert [a.text() for a in t.actions] == [
+            "[task:destripe][model:column][on:ir]",
+            "[task:denoise][model:nlm][on:vis]",
+            "[task:dehaze][model:dcp][on:vis]",
+            "[task:registration][model:sift]",
+            "[task:fusion][model:gff]",
+        ]
+        assert "noise level 3 on vis" in t.think
+
+    def test_models_suit_the_image_kind(self):
+        acts = applicable_actions(Findings({"ir": {"rain": 3}, "vis": {"stripe": 3}}), "ivif", ["ir", "vis"])
+        assert acts == []  # derain models are for visible images, destripe models for infrared
+        both = applicable_actions(Findings({"ir": {"noise": 2}, "vis": {"noise": 2}}), "ivif", ["ir", "vis"])
+        assert both == [Action("denoise", "nlm", None)]
+
+    def test_exposure_drift_is_matched_between_frames(self):
+        acts = applicable_actions(Findings({}, {"exposure_mismatch": 2}), "mff", ["a", "b"])
+        assert acts == [Action("exposure", "histmatch", None)]
+
+    def test_fusion_task_rules(self):
+        mff = applicable_actions(Findings({"a": {"blur": 5}, "b": {"blur": 5}}), "mff", ["a", "b"])
+        assert mff == []  # defocus blur is the signal of multi-focus fusion
+        mef = applicable_actions(Findings({"a": {"low_light": 4}, "b": {"over_exposure": 4}}), "mef", ["a", "b"])
+        assert mef == []
+        ir = applicable_actions(Findings({"ir": {"haze": 4}, "vis": {}}), "ivif", ["ir", "vis"])
+        assert all(a.task != "dehaze" for a in ir)
+
+    def test_degradation_on_every_image_is_one_action(self):
+        acts = applicable_actions(Findings({"a": {"noise": 2}, "b": {"noise": 4}}), "mef", ["a", "b"])
+        assert acts == [Action("denoise", "nlm", None)]
+
+    def test_min_level(self):
+        t = create_planner("expert", min_level=4).plan(ctx())
+        assert [a.task for a in t.actions] == ["fusion"]
+
+    def test_clean_inputs_fuse_directly(self):
+        assert len(create_planner("expert").plan(ctx(findings=Findings())).actions) == 1
+
+
+class TestRandomAblations:
+    def test_same_tasks_as_expert(self):
+        expert = create_planner("expert").plan(ctx()).actions[:-1]
+        for name in ("random", "random-order", "random-model"):
+            acts = create_planner(name).plan(ctx(seed=3)).actions[:-1]
+            assert sorted((a.task, a.target) for a in acts) == sorted((a.task, a.target) for a in expert)
+
+    def test_random_order_keeps_models_random_model_keeps_order(self):
+        expert = create_planner("expert").plan(ctx()).actions
+        orders, models = set(), set()
+        for seed in range(12):
+            ro = create_planner("random-order").plan(ctx(seed=seed)).actions
+            assert {a.model for a in ro} == {a.model for a in expert}
+            orders.add(tuple(a.task for a in ro))
+            rm = create_planner("random-model").plan(ctx(seed=seed)).actions
+            assert [(a.task, a.target) for a in rm] == [(a.task, a.target) for a in expert]
+            models.add(tuple(a.model for a in rm))
+        assert len(orders) > 1 and len(models) > 1
+
+    def test_seeded(self):
+        a = create_planner("random").plan(ctx(seed=5)).text()
+        assert a == create_planner("random").plan(ctx(seed=5)).text()
+        assert len({create_planner("random").plan(ctx(seed=s)).text() for s in range(10)}) > 1
+
+
+class TestOracle:
+    def test_prefix_enumeration(self):
+        slots = [Action("denoise", "nlm", "vis"), Action("registration", "sift"), Action("dehaze", "x", "vis")]
+        models = {("denoise", "vis"): ["nlm", "tv"], ("registration", None): ["sift", "ecc"], ("dehaze", "vis"): ["x"]}
+        prefixes = candidate_prefixes(slots, models, 10_000)
+        assert prefixes[0] == () and len(prefixes) == len(set(prefixes))
+        # 1 + (2+2+1) + (4+2+4+2+2+2) + 6 orders × 4 = 1 + 5 + 16 + 24
+        assert len(prefixes) == 46 and len(candidate_prefixes(slots, models, 7)) == 7
+
+    def test_picks_the_best_and_shares_prefixes(self, small_pair):
+        target = (small_pair[0] + small_pair[1]) / 2
+
+        def closeness(fused, sources, task, step_rewards=()):
+            return -float(np.abs(fused - target).mean())
+
+        env = Environment()
+        oracle = OraclePlanner(models_per_task=2, scorer=closeness)
+        context = ctx(findings=Findings({"vis": {"noise": 3}}), images={"ir": small_pair[0], "vis": small_pair[1]},
+                      environment=env)
+        trajectory = oracle.plan(context)
+        scores = [r["score"] for r in oracle.last_search if r["score"] is not None]
+        best = max(scores)
+        assert closeness(env.run(small_pair, "ivif", trajectory).fused, None, "ivif") == pytest.approx(best)
+        n_fusion = min(4, len(models_for("fusion", "ivif")))  # the oracle tries the 4 best-ranked operators
+        assert len(oracle.last_search) == len(candidate_prefixes(oracle.slots(context), {
+            (a.task, a.target): ["m"] * 2 for a in oracle.slots(context)}, 64)) * n_fusion
+        # every distinct (prefix, action) ran once: misses = distinct steps, everything else came from the cache
+        assert env.cache.misses < len(oracle.last_search) * 2
+
+    def test_agent_does_not_reflect_on_oracle(self, small_pair):
+        oracle = OraclePlanner(models_per_task=1, max_prefixes=2, scorer=lambda f, s, t, r: float(f.mean()))
+        res = Agent(planner=oracle, perceive=False, scorer=lambda b, a, r, t: {"total": 0.0}).run(
+            *small_pair, "ivif", findings=Findings({"vis": {"noise": 3}}))
+        assert all(s.status in ("planned", "accepted") for s in res.steps)
+        assert res.tool_calls == 0  # the oracle already executed its trajectory

@@ -1,0 +1,206 @@
+"""The agent loop: reflection, rollback to the next model, rescheduling, records, traces and replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fuseagent
+from fuseagent.agent import Agent, AgentStep, Reflector
+from fuseagent.errors import InputError
+from fuseagent.execute import Environment, image_hash
+from fuseagent.plan import Findings, FixedPlanner, PlanContext
+from fuseagent.protocol import Action
+from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
+
+
+CLEAN: dict[str, np.ndarray] = {}
+
+
+@pytest.fixture
+def small_pair(camera) -> list[np.ndarray]:
+    """A 96×128 IR-like / noisy visible pair cut from the camera image (clean versions in CLEAN)."""
+    ir = camera[200:296, 180:308].copy()
+    clean_vis = np.clip(camera[200:296, 180:308] * 0.8 + 0.1, 0, 1).astype(np.float32)
+    noise = np.random.default_rng(3).normal(0, 0.06, ir.shape)
+    vis = np.clip(clean_vis + noise, 0, 1).astype(np.float32)
+    CLEAN.update(ir=ir, vis=clean_vis)
+    return [ir, vis]
+
+
+def detail_score(before, after, roles, task):
+    """Toy step reward: 0.5 + how much closer to the clean images the changed images came."""
+    if list(after) == ["fused"]:
+        error = float(np.abs(after["fused"] - (CLEAN["ir"] + CLEAN["vis"]) / 2).mean())
+        return {"total": 1 - error}
+
+    def error(images):
+        return float(np.mean([np.abs(images[r] - CLEAN[r]).mean() for r in roles]))
+
+    gain = error(before) - error(after)
+    return {"total": 0.5 + 0.5 * float(np.tanh(gain / 0.01)), "gain": gain}
+
+
+@pytest.fixture
+def toy_tools():
+    """Tools that zero the image (a harmful step) or crash, removed again after the test."""
+    load_builtin_tools()
+
+    class Zero(ImageTool):
+        card = ToolCard("denoise", "zz_zero", "returns black (harmful)", cost="low")
+
+        def process(self, image):
+            return np.zeros_like(image)
+
+    class Crash(ImageTool):
+        card = ToolCard("dehaze", "zz_crash", "always raises", cost="low")
+
+        def process(self, image):
+            raise RuntimeError("boom")
+
+    for cls in (Zero, Crash):
+        register_tool(cls)
+    yield
+    for name in ("denoise.zz_zero", "dehaze.zz_crash"):
+        TOOLS._entries.pop(name, None)
+
+
+class NoAlternatives(FixedPlanner):
+    def alternatives(self, context, action):
+        return []
+
+
+def agent(plan, **kw) -> Agent:
+    planner = plan if not isinstance(plan, str) else FixedPlanner(plan)
+    return Agent(planner=planner, scorer=detail_score, perceive=False, **kw)
+
+
+class TestAgentSmoke:
+    def test_predefined_run_records_and_trace(self, small_pair):
+        res = Agent(planner="predefined", scorer=detail_score, perceive=False, max_candidates=2).run(*small_pair, "ivif")
+        assert res.fused.shape == small_pair[0].shape
+        assert res.trajectory.endswith("[task:fusion][model:gff]")
+        kinds = [s.kind for s in res.steps]
+        assert kinds[0] == "plan" and kinds[-1] == "fusion"
+        assert {s.status for s in res.steps} <= {"planned", "accepted", "rolled_back", "failed", "rescheduled", "dropped"}
+        trace = json.loads(json.dumps(res.trace()))
+        assert trace["format"] == "fuseagent.trace/1" and trace["agent"]["planner"] == "predefined"
+        assert trace["output"]["hash"] == image_hash(res.fused)
+        steps = [AgentStep.from_dict(s) for s in trace["agent"]["steps"]]
+        assert steps[-1].action == res.steps[-1].action and steps[-1].output_key == res.steps[-1].output_key
+        assert 0 <= res.tool_seconds <= res.seconds and res.overhead_seconds == pytest.approx(res.seconds - res.tool_seconds)
+
+    def test_replay_is_bit_for_bit(self, small_pair):
+        res = Agent(planner="expert", scorer=detail_score, perceive=False).run(
+            *small_pair, "ivif", findings=Findings({"vis": {"noise": 3}}))
+        trace = json.loads(json.dumps(res.trace()))
+        again = Agent(planner="expert").replay(trace, *small_pair)
+        assert np.array_equal(again.fused, res.fused)
+        assert np.array_equal(Environment().replay(trace, small_pair).fused, res.fused)
+
+    def test_lazy_export_and_task_forms(self, small_pair):
+        a = fuseagent.Agent(planner="predefined", perceive=False, reflect=False)
+        res1 = a.run(small_pair, task="ivif")
+        res2 = a.run(*small_pair, "ivif")
+        assert np.array_equal(res1.fused, res2.fused) and res2.tool_calls == 0  # second run: all cached
+
+    def test_mef_stack_of_three(self, astronaut):
+        a = astronaut[:96, :128]
+        stack = [np.clip(a * g, 0, 1).astype(np.float32) for g in (0.4, 1.0, 1.8)]
+        res = agent("[task:fusion][model:mertens]", reflect=False).run(stack, task="mef")
+        assert res.fused.shape == a.shape and list(res.execution.states[0].images) == ["a", "b", "c"]
+
+
+class TestAgentRollback:
+    def test_harmful_step_is_rolled_back_and_next_model_tried(self, small_pair, toy_tools):
+        res = agent("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]").run(*small_pair, "ivif")
+        steps = [s for s in res.steps if s.kind == "step"]
+        assert steps[0].action == "[task:denoise][model:zz_zero][on:vis]" and steps[0].status == "rolled_back"
+        assert steps[0].reward < 0.5 and steps[0].scores["gain"] < 0
+        assert steps[1].status == "accepted" and steps[1].attempt == 1
+        assert "zz_zero" not in res.trajectory and res.trajectory.startswith("[task:denoise]")
+        assert res.tool_calls == 3
+
+    def test_without_reflection_the_harmful_step_stays(self, small_pair, toy_tools):
+        res = agent("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]", reflect=False).run(
+            *small_pair, "ivif")
+        assert "zz_zero" in res.trajectory and res.steps[1].status == "accepted"
+
+    def test_threshold_rolls_back_steps_that_stay_low(self, small_pair):
+        res = agent("[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]", threshold=10.0,
+                    max_candidates=2).run(*small_pair, "ivif")
+        statuses = [s.status for s in res.steps if s.kind == "step"]
+        assert statuses == ["rolled_back", "rolled_back"] and res.trajectory == "[task:fusion][model:gff]"
+        assert res.steps[-1].kind == "fusion"
+
+    def test_crashing_tool_is_a_failed_attempt(self, small_pair, toy_tools):
+        planner = NoAlternatives("[task:dehaze][model:zz_crash][on:vis] -> [task:denoise][model:nlm][on:vis]"
+                                 " -> [task:fusion][model:gff]")
+        res = agent(planner).run(*small_pair, "ivif")
+        records = [(s.kind, s.status, s.action) for s in res.steps[1:]]
+        assert records[0] == ("step", "failed", "[task:dehaze][model:zz_crash][on:vis]")
+        assert "RuntimeError: boom" in res.steps[1].error
+        assert records[1] == ("reschedule", "rescheduled", "[task:dehaze][model:zz_crash][on:vis]")
+        assert records[2][:2] == ("step", "accepted")
+        assert records[3] == ("step", "failed", "[task:dehaze][model:zz_crash][on:vis]")
+        assert records[4] == ("drop", "dropped", "[task:dehaze][model:zz_crash][on:vis]")
+        assert res.trajectory == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
+
+    def test_no_reschedule_drops_at_once(self, small_pair, toy_tools):
+        planner = NoAlternatives("[task:dehaze][model:zz_crash][on:vis] -> [task:denoise][model:nlm][on:vis]"
+                                 " -> [task:fusion][model:gff]")
+        res = agent(planner, reschedule=False).run(*small_pair, "ivif")
+        assert [s.status for s in res.steps[1:3]] == ["failed", "dropped"]
+
+
+class TestAgentErrors:
+    def test_missing_or_unknown_task(self, small_pair):
+        with pytest.raises(InputError, match="no fusion task"):
+            agent("[task:fusion][model:gff]").run(*small_pair)
+        with pytest.raises(InputError, match="unknown task"):
+            agent("[task:fusion][model:gff]").run(*small_pair, task="hdr")
+
+    def test_invalid_plan_from_planner(self, small_pair):
+        with pytest.raises(fuseagent.ProtocolError):
+            agent("[task:denoise][model:nlm]").run(*small_pair, "ivif")
+
+    def test_replay_on_other_images(self, small_pair):
+        res = agent("[task:fusion][model:gff]").run(*small_pair, "ivif")
+        with pytest.raises(InputError, match="not the ones"):
+            Agent(planner="predefined").replay(res.trace(), small_pair[1], small_pair[0])
+
+
+class TestReflector:
+    def test_rewards_say_denoising_helps_and_blacking_out_hurts(self, small_pair):
+        import cv2
+
+        ir, vis = small_pair
+        reflector = Reflector(max_side=128)
+        before = {"ir": ir, "vis": vis}
+        denoised = cv2.bilateralFilter(vis, 5, 0.15, 3)
+        good = reflector.score_step(before, {"ir": ir, "vis": denoised}, ["vis"], "ivif", "denoise")
+        bad = reflector.score_step(before, {"ir": ir, "vis": np.zeros_like(vis)}, ["vis"], "ivif", "denoise")
+        assert 0 <= bad["total"] < 0.5 < good["total"] <= 1
+        assert set(good) == {"total", "intrinsic", "relational", "iqr_gain"}
+        assert reflector.seconds > 0
+
+    def test_iqr_is_cached_by_content(self):
+        reflector = Reflector()
+        image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+        first = reflector.iqr(image)
+        assert reflector.iqr(image.copy()) == first and len(reflector._iqr) == 1
+
+    def test_fusion_score_is_hqa(self, small_pair):
+        reflector = Reflector(max_side=96)
+        fused = (small_pair[0] + small_pair[1]) / 2
+        score = reflector.score_fusion(small_pair, fused, "ivif", [0.7])
+        assert 0 < score["total"] < 1 and 0 < score["fusion"] < 1
+
+
+class TestPlanContext:
+    def test_alternatives_exclude_the_failed_model(self):
+        ctx = PlanContext.create("ivif")
+        alts = FixedPlanner("[task:fusion][model:gff]").alternatives(ctx, Action("denoise", "nlm", "vis"))
+        assert alts and all(a.model != "nlm" and a.target == "vis" and a.task == "denoise" for a in alts)
