@@ -161,3 +161,11 @@ class TestGeometry:
         with pytest.raises(InputError):
             check_image(np.zeros((1, 4)))
         assert check_image(np.full((3, 3), 255, np.uint8)).max() == 1.0
+
+
+def test_written_files_get_usual_permissions(tmp_path):
+    path = tmp_path / "p.png"
+    write_image(path, np.zeros((4, 4), np.float32))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)

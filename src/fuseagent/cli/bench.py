@@ -2,8 +2,9 @@
 
 ``fuseagent bench decision --suite DIR --planners LIST [--out DIR]`` compares planners (the seed
 paper's Table 1). ``fuseagent bench fusion --task ivif|mef|mff --operators LIST --data DIR`` ranks
-fusion operators among the published methods of VIFB, MEFB and Lytro. Other benchmarks join by adding a ``(name, register)`` pair to :data:`BENCHMARKS`,
-where ``register(subparsers)`` adds a parser that sets ``func``.
+fusion operators among the published methods of VIFB, MEFB and Lytro. Other benchmarks join by
+adding a ``(name, register)`` pair to :data:`BENCHMARKS`, where ``register(subparsers)`` adds a
+parser that sets ``func``.
 """
 
 from __future__ import annotations
