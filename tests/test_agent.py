@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fuseagent
-from fuseagent.agent import Agent, AgentStep, Reflector
+from fuseagent.agent import Agent, AgentStep, ReflectionError, Reflector
 from fuseagent.errors import InputError
 from fuseagent.execute import Environment, image_hash
 from fuseagent.plan import Findings, FixedPlanner, PlanContext
@@ -155,6 +155,40 @@ class TestAgentRollback:
         assert [s.status for s in res.steps[1:3]] == ["failed", "dropped"]
 
 
+class TestAgentReflectionFailures:
+    def test_real_reflection_rolls_back_a_blackout(self, small_pair, toy_tools):
+        res = Agent(planner=FixedPlanner("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]"),
+                    perceive=False, reflect_size=96, max_candidates=2).run(*small_pair, "ivif")
+        steps = [s for s in res.steps if s.kind == "step"]
+        assert steps[0].status == "rolled_back" and steps[0].reward < 0.5
+        assert steps[1].status == "accepted" and steps[1].attempt == 1 and "zz_zero" not in res.trajectory
+
+    def test_metric_failure_is_a_failed_step_not_a_crash(self, small_pair, monkeypatch):
+        import fuseagent.metrics.rewards as rewards
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("metric broke")
+
+        monkeypatch.setattr(rewards, "intrinsic_reward", broken)
+        planner = NoAlternatives("[task:denoise][model:wavelet][on:vis] -> [task:fusion][model:gff]")
+        res = Agent(planner=planner, perceive=False, reflect_size=64).run(*small_pair, "ivif")
+        step, fusion = res.steps[1], res.steps[-1]
+        assert step.status == "failed" and step.reward is None
+        assert step.error == "reflection on denoise failed: RuntimeError: metric broke"
+        assert res.trajectory == "[task:fusion][model:gff]" and fusion.status == "accepted"
+        assert fusion.reward is None and "reflection on fusion failed: RuntimeError" in fusion.error
+        assert res.fused.shape == small_pair[0].shape
+
+    def test_non_finite_reward_is_a_failed_step(self, small_pair):
+        def nan_score(before, after, roles, task):
+            return {"total": float("nan")}
+
+        planner = NoAlternatives("[task:denoise][model:wavelet][on:vis] -> [task:fusion][model:gff]")
+        res = Agent(planner=planner, perceive=False, scorer=nan_score, reschedule=False).run(*small_pair, "ivif")
+        assert [s.status for s in res.steps[1:]] == ["failed", "dropped", "accepted"]
+        assert "no finite reward" in res.steps[1].error and res.steps[-1].reward is None
+
+
 class TestAgentErrors:
     def test_missing_or_unknown_task(self, small_pair):
         with pytest.raises(InputError, match="no fusion task"):
@@ -186,6 +220,21 @@ class TestReflector:
         assert set(good) == {"total", "intrinsic", "relational", "iqr_gain"}
         assert reflector.seconds > 0
 
+    def test_alignment_is_judged_by_the_relational_term_alone(self, small_pair):
+        reflector = Reflector(max_side=64)
+        ir, vis = small_pair
+        scores = reflector.score_step({"ir": ir, "vis": vis}, {"ir": ir[:, ::-1].copy(), "vis": vis}, ["ir"], "ivif",
+                                      "registration", {"ir": {"homography": np.eye(3).tolist()}})
+        assert set(scores) == {"total", "relational"} and scores["total"] == scores["relational"]
+        assert reflector._iqr == {}  # no intrinsic quality computed for a warp
+
+    def test_a_raising_scorer_is_a_reflection_error(self, small_pair):
+        def raising(before, after, roles, task):
+            raise IndexError("bad index")
+
+        with pytest.raises(ReflectionError, match="reflection on denoise failed: IndexError: bad index"):
+            Reflector(raising).score_step({"a": small_pair[0]}, {"a": small_pair[1]}, ["a"], "mef", "denoise")
+
     def test_iqr_is_cached_by_content(self):
         reflector = Reflector()
         image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
@@ -204,3 +253,17 @@ class TestPlanContext:
         ctx = PlanContext.create("ivif")
         alts = FixedPlanner("[task:fusion][model:gff]").alternatives(ctx, Action("denoise", "nlm", "vis"))
         assert alts and all(a.model != "nlm" and a.target == "vis" and a.task == "denoise" for a in alts)
+
+
+class TestStateHashes:
+    def test_unchanged_arrays_keep_their_hash_and_targets_are_rehashed(self):
+        from fuseagent.execute import State
+
+        rng = np.random.default_rng(1)
+        a, b = rng.random((16, 16)).astype(np.float32), rng.random((16, 16)).astype(np.float32)
+        first = State.create({"a": a, "b": b})
+        a[0, 0] += 1  # a tool changing its input in place
+        second = State.create({"a": a, "b": b}, previous=first, rehash=["a"])
+        assert second.key != first.key and second.hashes["a"] == image_hash(a)
+        assert second.hashes["b"] == first.hashes["b"] == image_hash(b)
+        assert second.key == State.create({"a": a.copy(), "b": b.copy()}).key

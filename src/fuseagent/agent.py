@@ -32,11 +32,11 @@ from .execute import Environment, ExecutionResult, State, jsonable
 from .io import read_image, resize_to
 from .plan.base import PlanContext, Planner, Proposal, create_planner
 from .plan.findings import Findings
-from .protocol import Action, roles_for, validate
+from .protocol import Action, format_actions, roles_for, validate
 from .tools import FUSION_TASKS
 
-__all__ = ["Agent", "AgentResult", "AgentStep", "Reflector", "Proposal", "propose", "perception_report",
-           "trajectory_hqa", "fused_hqa", "step_reward"]
+__all__ = ["Agent", "AgentResult", "AgentStep", "Reflector", "ReflectionError", "Proposal", "propose",
+           "perception_report", "trajectory_hqa", "fused_hqa", "step_reward"]
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -118,6 +118,10 @@ def _scaled_homography(info: Any, scale: float) -> np.ndarray | None:
     return s @ h @ np.linalg.inv(s)
 
 
+class ReflectionError(FuseAgentError):
+    """Rating a step failed (a metric raised or gave a non-finite value): the attempt is a failed step."""
+
+
 class Reflector:
     """Reward of one step, on downscaled copies: intrinsic gain + relational reward, in ``[0, 1]``.
 
@@ -143,6 +147,9 @@ class Reflector:
         1.0
     """
 
+    #: thumbnails kept (by source array), enough for every state of a run
+    THUMBNAILS_KEPT = 64
+
     def __init__(self, scorer: StepScorer | None = None, max_side: int = 256, tau: float = 0.05,
                  intrinsic_weight: float = 1.0, relational_weight: float = 1.0):
         self.scorer = scorer
@@ -150,7 +157,7 @@ class Reflector:
         self.tau = float(tau)
         self.weights = (float(intrinsic_weight), float(relational_weight))
         self._iqr: dict[str, float] = {}
-        self._thumbs: dict[int, np.ndarray] = {}
+        self._thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.seconds = 0.0
 
     def thumbnail(self, image: np.ndarray) -> np.ndarray:
@@ -158,7 +165,10 @@ class Reflector:
         cached = self._thumbs.get(key)
         if cached is None or cached[0] is not image:
             cached = (image, _thumbnail(image, self.max_side))
+            self._thumbs.pop(key, None)
             self._thumbs[key] = cached
+            while len(self._thumbs) > self.THUMBNAILS_KEPT:  # the oldest first: holds full-size arrays alive
+                del self._thumbs[next(iter(self._thumbs))]
         return cached[1]
 
     def iqr(self, image: np.ndarray) -> float:
@@ -177,34 +187,50 @@ class Reflector:
     def score_step(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
                    task: str, protocol_task: str, info: Mapping[str, Any] | None = None,
                    masks: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
-        """Reward of a step that changed ``roles`` of ``before`` into ``after``."""
+        """Reward of a step that changed ``roles`` of ``before`` into ``after``.
+
+        Raises:
+            ReflectionError: a metric failed or the reward is not a finite number.
+        """
         t0 = time.perf_counter()
         try:
             if self.scorer is not None:
-                return {k: float(v) for k, v in self.scorer(before, after, list(roles), task).items()}
-            return self._rewards(before, after, roles, task, protocol_task, info or {}, masks or {})
+                scores = {k: float(v) for k, v in self.scorer(before, after, list(roles), task).items()}
+            else:
+                scores = self._rewards(before, after, roles, task, protocol_task, info or {}, masks or {})
+        except ReflectionError:
+            raise
+        except Exception as exc:  # any metric failure makes the step a failed attempt, never a crash
+            raise ReflectionError(f"reflection on {protocol_task} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds += time.perf_counter() - t0
+        if not np.isfinite(scores.get("total", np.nan)):
+            raise ReflectionError(f"reflection on {protocol_task} gave no finite reward: {scores}")
+        return scores
 
     def _rewards(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
                  task: str, protocol_task: str, info: Mapping[str, Any], masks: Mapping[str, np.ndarray]) -> dict[str, float]:
         intrinsic, relational, d_iqr = [], [], []
         all_roles = list(after)
+        wi, wr = self.weights
+        if protocol_task in ALIGNMENT_TASKS:
+            wi = 0.0  # a warp's empty borders lower no-reference quality whatever the alignment; judge the alignment
         for role in roles:
             b, a = self.thumbnail(before[role]), self.thumbnail(after[role])
             other_role = _other_role(role, all_roles, task)
             other = self.thumbnail(after[other_role])
-            gain = self.iqr(a) - self.iqr(b)
-            d_iqr.append(gain)
-            intrinsic.append(0.5 + 0.5 * float(np.tanh(gain / self.tau)))
+            if wi > 0:  # the intrinsic term is only computed when it weighs in
+                gain = self.iqr(a) - self.iqr(b)
+                d_iqr.append(gain)
+                intrinsic.append(0.5 + 0.5 * float(np.tanh(gain / self.tau)))
             if a.shape[:2] != other.shape[:2]:
                 other = resize_to(other, a.shape[:2])
             rel = self._relational(protocol_task, role, b, a, other, after, info, masks, task)
             relational.append(rel)
-        wi, wr = self.weights
-        if protocol_task in ALIGNMENT_TASKS:
-            wi = 0.0  # a warp's empty borders lower no-reference quality whatever the alignment; judge the alignment
-        i_mean, r_mean = float(np.mean(intrinsic)), float(np.mean(relational))
+        r_mean = float(np.mean(relational))
+        if not intrinsic:
+            return {"total": r_mean, "relational": r_mean}
+        i_mean = float(np.mean(intrinsic))
         return {"total": (wi * i_mean + wr * r_mean) / (wi + wr), "intrinsic": i_mean, "relational": r_mean,
                 "iqr_gain": float(np.mean(d_iqr))}
 
@@ -229,21 +255,31 @@ class Reflector:
 
     def score_fusion(self, sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
                      step_rewards: Sequence[float] = ()) -> dict[str, float]:
-        """HQA of the fused result on thumbnails (with the accepted steps' rewards)."""
+        """HQA of the fused result on thumbnails (with the accepted steps' rewards).
+
+        Raises:
+            ReflectionError: a metric failed or the score is not a finite number.
+        """
         t0 = time.perf_counter()
         try:
             if self.scorer is not None:
-                return {k: float(v) for k, v in self.scorer({}, {"fused": fused}, ["fused"], task).items()}
-            from .metrics.rewards import hqa
+                scores = {k: float(v) for k, v in self.scorer({}, {"fused": fused}, ["fused"], task).items()}
+            else:
+                from .metrics.rewards import hqa
 
-            thumbs = [self.thumbnail(s) for s in sources]
-            f = self.thumbnail(fused)
-            thumbs = [t if t.shape[:2] == f.shape[:2] else resize_to(t, f.shape[:2]) for t in thumbs]
-            steps = [min(1.0, max(0.0, r)) for r in step_rewards]
-            reward = hqa(thumbs, f, steps, task=task)
-            return {"total": float(reward.value), "fusion": float(reward.terms.get("fusion", reward.value))}
+                thumbs = [self.thumbnail(s) for s in sources]
+                f = self.thumbnail(fused)
+                thumbs = [t if t.shape[:2] == f.shape[:2] else resize_to(t, f.shape[:2]) for t in thumbs]
+                steps = [min(1.0, max(0.0, r)) for r in step_rewards]
+                reward = hqa(thumbs, f, steps, task=task)
+                scores = {"total": float(reward.value), "fusion": float(reward.terms.get("fusion", reward.value))}
+        except Exception as exc:  # a metric failing on the fused image: no score, not a crash
+            raise ReflectionError(f"reflection on fusion failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds += time.perf_counter() - t0
+        if not np.isfinite(scores.get("total", np.nan)):
+            raise ReflectionError(f"reflection on fusion gave no finite score: {scores}")
+        return scores
 
 
 def step_reward(reflector: Reflector, before: State, after: State, action: Action, record: Any, task: str) -> float:
@@ -277,6 +313,26 @@ def trajectory_hqa(states: Sequence[State], actions: Sequence[Action], records: 
     reflector = reflector or Reflector()
     rewards = [step_reward(reflector, states[i], states[i + 1], a, records[i], task) for i, a in enumerate(actions[:-1])]
     return fused_hqa(states[-1].images["fused"], list(states[-2].images.values()), task, rewards)
+
+
+def _accepted_execution(env: Environment, state0: State, task: str, actions: Sequence[Action],
+                        notes: Sequence[str]) -> ExecutionResult:
+    """The accepted trajectory's execution, from the step cache (every step has just run).
+
+    The same as ``env.run(state0.images, task, actions)`` without validating and hashing the
+    inputs again.
+    """
+    t0 = time.perf_counter()
+    validate(list(actions), task, len(state0.images))
+    states, records = [state0], []
+    state = state0
+    for i, action in enumerate(actions):
+        state, record, _ = env.step(state, action, task)
+        record.index = i
+        states.append(state)
+        records.append(record)
+    return ExecutionResult(state.images["fused"], task, format_actions(actions), states, records,
+                           time.perf_counter() - t0, list(notes), list(actions))
 
 
 def _other_role(role: str, roles: Sequence[str], task: str) -> str:
@@ -517,9 +573,14 @@ class Agent:
                     accepted.append(action)
                     break
                 t0 = time.perf_counter()
-                scores = self.reflector.score_step(state.images, new.images, executed.targets, task, action.task,
-                                                   executed.info, new.masks)
-                record.overhead_seconds = time.perf_counter() - t0
+                try:
+                    scores = self.reflector.score_step(state.images, new.images, executed.targets, task, action.task,
+                                                       executed.info, new.masks)
+                except ReflectionError as exc:  # the step cannot be rated: a failed attempt
+                    record.error = str(exc)
+                    continue
+                finally:
+                    record.overhead_seconds = time.perf_counter() - t0
                 record.reward, record.scores = scores["total"], scores
                 worse = scores["total"] < 0.5 - self.tolerance
                 low = self.threshold is not None and scores["total"] < self.threshold
@@ -554,9 +615,12 @@ class Agent:
             record.status = "accepted"
             if reflect:
                 t0 = time.perf_counter()
-                record.scores = self.reflector.score_fusion([state0.images[r] for r in roles], new.images["fused"],
-                                                            task, step_rewards)
-                record.reward = record.scores["total"]
+                try:
+                    record.scores = self.reflector.score_fusion([state0.images[r] for r in roles],
+                                                                new.images["fused"], task, step_rewards)
+                    record.reward = record.scores["total"]
+                except ReflectionError as exc:  # the fused image stands; only its score is missing
+                    record.error = str(exc)
                 record.overhead_seconds = time.perf_counter() - t0
             fused_action = action
             break
@@ -565,8 +629,7 @@ class Agent:
             raise FuseAgentError(f"every fusion operator failed: {errors}")
         accepted.append(fused_action)
 
-        execution = env.run(state0.images, task, accepted)
-        execution.notes = notes + execution.notes
+        execution = _accepted_execution(env, state0, task, accepted, notes)
         return AgentResult(
             fused=execution.fused, task=task, planner=proposal.planner, proposal=proposal, execution=execution,
             steps=steps, states=states, perception=report, findings=findings,

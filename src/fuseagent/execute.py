@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,11 @@ def image_hash(image: np.ndarray) -> str:
     """
     h = hashlib.blake2b(digest_size=16)
     h.update(str((image.shape, image.dtype.str)).encode())
-    h.update(np.ascontiguousarray(image).tobytes())
+    data = np.ascontiguousarray(image)
+    try:
+        h.update(data)  # the array's own buffer: no copy
+    except (BufferError, TypeError, ValueError):
+        h.update(data.tobytes())
     return h.hexdigest()
 
 
@@ -56,21 +60,53 @@ def jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class State:
-    """Images by role, masks by name (``valid.ir``, ``occlusion.b``…), and their content hash."""
+    """Images by role, masks by name (``valid.ir``, ``occlusion.b``…), and their content hash.
+
+    ``hashes`` holds the content hash of every image (by role) and mask (by name).
+    """
 
     images: Mapping[str, np.ndarray]
     masks: Mapping[str, np.ndarray] = field(default_factory=dict)
     key: str = ""
+    hashes: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def create(cls, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None) -> State:
+    def create(cls, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None,
+               previous: State | None = None, rehash: Collection[str] = ()) -> State:
+        """A state and its key; arrays that are the very objects of ``previous`` keep its hashes.
+
+        Images whose role is in ``rehash`` (those a tool just produced, which might be its input
+        changed in place) are always hashed anew.
+
+        Example:
+            >>> a = np.zeros((4, 4), np.float32)
+            >>> s = State.create({"a": a})
+            >>> State.create({"a": a}, previous=s).key == s.key == State.create({"a": a.copy()}).key
+            True
+        """
         masks = dict(masks or {})
+        known: dict[str, tuple[np.ndarray, str]] = {}
+        if previous is not None:
+            for name, array in (*previous.images.items(), *(("mask:" + k, v) for k, v in previous.masks.items())):
+                if name in previous.hashes and name not in rehash:
+                    known[name] = (array, previous.hashes[name])
+
+        def content_hash(name: str, array: np.ndarray) -> str:
+            old = known.get(name)
+            return old[1] if old is not None and old[0] is array else image_hash(array)
+
+        hashes = {role: content_hash(role, images[role]) for role in images}
+        hashes.update({"mask:" + name: content_hash("mask:" + name, masks[name]) for name in masks})
         h = hashlib.blake2b(digest_size=16)
         for role in sorted(images):
-            h.update(role.encode() + image_hash(images[role]).encode())
+            h.update(role.encode() + hashes[role].encode())
         for name in sorted(masks):
-            h.update(name.encode() + image_hash(masks[name]).encode())
-        return cls(dict(images), masks, h.hexdigest())
+            h.update(name.encode() + hashes["mask:" + name].encode())
+        return cls(dict(images), masks, h.hexdigest(), hashes)
+
+    def image_hash(self, role: str) -> str:
+        """Content hash of the image of ``role`` (computed when the state was created)."""
+        return self.hashes.get(role) or image_hash(self.images[role])
 
 
 @dataclass
@@ -110,6 +146,12 @@ class ExecutionResult:
         """Tool executions actually run (cache hits excluded)."""
         return sum(1 for s in self.steps if not s.cached)
 
+    def _output_hash(self) -> str:
+        last = self.states[-1] if self.states else None
+        if last is not None and last.images.get("fused") is self.fused:
+            return last.image_hash("fused")
+        return image_hash(self.fused)
+
     def trace(self) -> dict[str, Any]:
         """JSON-safe trace; :meth:`Environment.replay` re-runs it."""
         first = self.states[0]
@@ -118,10 +160,10 @@ class ExecutionResult:
             "task": self.task,
             "trajectory": self.trajectory,
             "actions": [a.to_dict() for a in self.actions],
-            "inputs": [{"role": r, "shape": list(first.images[r].shape), "hash": image_hash(first.images[r])}
+            "inputs": [{"role": r, "shape": list(first.images[r].shape), "hash": first.image_hash(r)}
                        for r in first.images],
             "steps": [s.to_dict() for s in self.steps],
-            "output": {"shape": list(self.fused.shape), "hash": image_hash(self.fused)},
+            "output": {"shape": list(self.fused.shape), "hash": self._output_hash()},
             "seconds": round(self.seconds, 4),
             "notes": self.notes,
         })
@@ -259,7 +301,7 @@ class Environment:
                 masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
                 info[role] = result.info
         seconds = time.perf_counter() - t0
-        new = State.create(images, masks)
+        new = State.create(images, masks, previous=state, rehash=targets)
         info = jsonable(info)
         self.cache.put(key, new, info)
         return new, StepRecord(0, action.text(), action.tool, targets, seconds, False, state.key, new.key, info), False
@@ -297,7 +339,7 @@ class Environment:
             raise InputError("not a fuseagent trace (format fuseagent.trace/1 expected)")
         state, _ = self.initial_state(images, trace["task"])
         expected = {i["role"]: i["hash"] for i in trace["inputs"]}
-        got = {r: image_hash(im) for r, im in state.images.items()}
+        got = {r: state.image_hash(r) for r in state.images}
         if expected != got:
             raise InputError("the images given are not the ones this trace was recorded on")
         if "actions" in trace:

@@ -149,7 +149,7 @@ class OraclePlanner(Planner):
         if prefix in paths:
             return paths[prefix]
         parent = OraclePlanner._path(env, reflector, paths, prefix[:-1], task)
-        from ..agent import step_reward
+        from ..agent import ReflectionError, step_reward
 
         result = None
         if parent is not None:
@@ -158,6 +158,11 @@ class OraclePlanner(Planner):
             except Exception:  # a tool failing on this input prunes the subtree
                 state = None
             if state is not None:
-                result = (state, parent[1] + [step_reward(reflector, parent[0], state, prefix[-1], record, task)])
+                try:
+                    reward = step_reward(reflector, parent[0], state, prefix[-1], record, task)
+                except ReflectionError:  # a step that cannot be rated prunes the subtree too
+                    reward = None
+                if reward is not None:
+                    result = (state, parent[1] + [reward])
         paths[prefix] = result
         return result
