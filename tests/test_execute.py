@@ -97,3 +97,13 @@ class TestInvalidBorders:
         filled = _fill_invalid({"ir": ir, "vis": vis}, {"valid.ir": valid}, ["ir", "vis"])
         assert np.array_equal(filled[0][:8], vis[:8]) and np.array_equal(filled[0][8:], ir[8:])
         assert filled[1] is vis
+
+
+class TestSizeChangingTools:
+    def test_super_resolution_step_keeps_the_pipeline_size(self, camera):
+        ir = camera[:96, :128].copy()
+        vis = camera[:96, :128][::-1].copy()
+        res = Environment().run([ir, vis], "ivif", "[task:sr][model:lanczos][on:ir] -> [task:fusion][model:gff]")
+        assert res.states[1].images["ir"].shape == (96, 128)
+        assert res.steps[0].info["ir"]["resampled_to"] == [128, 96]
+        assert res.fused.shape == (96, 128)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FuseAgentError, InputError
-from .io import check_image, match_sizes
+from .io import check_image, match_sizes, resize_to
 from .protocol import Action, Trajectory, format_actions, parse_response, resolve_targets, roles_for, validate
 from .tools import TOOLS, Tool, load_builtin_tools
 
@@ -297,6 +297,13 @@ class Environment:
                     result = tool(images[role], **dict(params, mask=hole)) if hole is not None else tool(images[role], **params)
                 else:
                     result = tool(images[role], **params)
+                size = images[role].shape[:2]
+                if result.image.shape[:2] != size:
+                    # every image of a state shares one size (masks and fusion rely on it): a tool that
+                    # changes it (super-resolution) is brought back to the pipeline's size
+                    result.info = dict(result.info, resampled_to=[size[1], size[0]])
+                    result.image = resize_to(result.image, size)
+                    result.masks = {k: resize_to(v.astype(np.float32), size) for k, v in result.masks.items()}
                 images[role] = result.image
                 masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
                 info[role] = result.info
@@ -360,7 +367,10 @@ def _fill_invalid(images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarr
     """Sources for fusion, where pixels a warp left without data (``valid.<role>`` = 0) take the
     mean of the other sources that have data there, so no empty border enters the fused image."""
     shape = images[roles[0]].shape[:2]
-    valid = {r: (masks[f"valid.{r}"] >= 0.5) if f"valid.{r}" in masks else np.ones(shape, bool) for r in roles}
+    if any(images[r].shape[:2] != shape for r in roles):
+        return [images[r] for r in roles]
+    valid = {r: (masks[f"valid.{r}"] >= 0.5) if masks.get(f"valid.{r}") is not None
+             and masks[f"valid.{r}"].shape[:2] == shape else np.ones(shape, bool) for r in roles}
     if all(v.all() for v in valid.values()):
         return [images[r] for r in roles]
     out = []
