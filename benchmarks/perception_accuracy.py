@@ -39,9 +39,13 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
 
 * **Low resolution vs blur.** Down/up-sampling and defocus both remove high frequencies; with one image
   and no reference the features (edge width, spectrum bands, resampling residuals) separate them only
-  partly, so each steals detections from the other.
+  partly. The periodicity of second-difference profiles (interpolation leaves a trace at the sampling
+  period, defocus does not) lifted blur most; low resolution still has many false detections, since
+  real sources (RoadScene visible frames, Lytro) are often themselves resampled.
 * **Rain and snow at low levels** cover 1–3 % of the frame with faint streaks or flakes; the top-hat
-  streak/spot counts rise above the scene's own thin bright structures only at higher levels.
+  streak/spot counts and the oriented bright-minus-dark line energy rise above the scene's own thin
+  structures only at higher levels (the oriented energy rises per image with the level, but its baseline
+  varies from scene to scene).
 * **Held-out domain shift.** The tuning suite's MEF/MFF pairs are generated from single images; MEFB
   brackets and Lytro focus pairs look different (real noise, real defocus, real clipping), and the
   classifier's out-of-fold F1 on the tuning sources is higher than on this suite.
@@ -51,9 +55,13 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
 * **IVIF misalignment** is measured against the synthetic transform, but RoadScene's pairs already carry a
   few px of real misregistration (different cameras, parallax); detection therefore needs a 4–5 px
   threshold for IVIF (tuned on TNO/RoadScene-train), which misses the smallest synthetic shifts.
-* **Speed.** Perception costs about 2–3 single-thread calls of a classical IVIF fusion operator (Laplacian,
-  wavelet, GFF); it is far below a learned operator's call. The per-image features (~30 ms CPU each), the
-  alignment (~25 ms) and the relational measures make up the total."""
+* **Speed.** Perception still costs more than one single-thread call of a classical IVIF fusion operator
+  (Laplacian, wavelet, GFF; ratios in the Speed section); it is far below a learned operator's call. The
+  per-image features (~25 ms CPU each at 640×480), the alignment (~20 ms: two rounds of 25 tile phase
+  correlations) and the relational measures make up the total.
+* **Over-exposure and JPEG on this suite** score below their out-of-fold F1 on the tuning suite (0.87 and
+  0.93): the thresholds tuned there fire on bright skies / clipped highlights and on compressed-looking
+  real sources here (low precision), a domain shift the tuning sources do not show."""
 
 COMMAND = "OMP_NUM_THREADS=1 python benchmarks/perception_accuracy.py --data ../shared/data --n {n} --seed {seed}"
 
@@ -177,14 +185,18 @@ def speed(data: Path) -> tuple[str, dict[str, float]]:
         ir = cv2.resize(read_image(s.files["ir"], mode="gray"), (640, 480), interpolation=cv2.INTER_CUBIC)
         pairs.append((np.clip(ir, 0, 1).astype(np.float32), np.clip(vis, 0, 1).astype(np.float32)))
     tools = {}
-    for name in list_tools("fusion.*", available_only=True):
-        if "ivif" in tool_card(name).fusion_tasks:
-            try:
-                tool = create_tool(name)
-                tool(list(pairs[0]))
-            except Exception:  # an operator that cannot run here is left out of the comparison
-                continue
-            tools[name] = tool
+    candidates = [n for n in list_tools("fusion.*", available_only=True) if "ivif" in tool_card(n).fusion_tasks]
+    # One learned (high-cost) operator is timed for reference; its ablation variants cost the same.
+    learned = sorted((n for n in candidates if tool_card(n).cost == "high"), key=lambda n: (len(n), n))[:1]
+    for name in candidates:
+        if tool_card(name).cost == "high" and name not in learned:
+            continue
+        try:
+            tool = create_tool(name)
+            tool(list(pairs[0]))
+        except Exception:  # an operator that cannot run here is left out of the comparison
+            continue
+        tools[name] = tool
     perceive(*pairs[0], "ivif")
     wall: dict[str, list[float]] = {"perceive": [], **{n: [] for n in tools}}
     cpu: dict[str, list[float]] = {"perceive": [], **{n: [] for n in tools}}
@@ -208,9 +220,10 @@ def speed(data: Path) -> tuple[str, dict[str, float]]:
              f"**{per_c:.3f} CPU s** ({per_w:.3f} s wall)."]
     if med_c:
         cheapest = min(med_c, key=med_c.get)
-        fusion_median = float(np.median(list(med_c.values())))
+        classical = [v for k, v in med_c.items() if k not in slow] or list(med_c.values())
+        fusion_median = float(np.median(classical))
         lines.append(f"One IVIF fusion operator call on the same pairs, interleaved with the perception runs: median "
-                     f"over {len(med_c)} operators {fusion_median:.3f} CPU s; cheapest `{cheapest}` "
+                     f"over the {len(classical)} classical operators {fusion_median:.3f} CPU s; cheapest `{cheapest}` "
                      f"{med_c[cheapest]:.3f} CPU s. Ratio perception / median fusion call = "
                      f"**{per_c / fusion_median:.2f}**; perception / cheapest call = **{per_c / med_c[cheapest]:.2f}**.")
         lines.append("")
@@ -275,8 +288,10 @@ Reproduce with:
 `fuseagent.perceive(a, b, task)` (CLI: `fuseagent perceive A B --task ivif [--json]`) measures each image
 with cheap estimators — Immerkær's noise estimate over the flattest blocks and the wavelet MAD
 estimate, edge width at strong edges, radial spectrum bands and down/up-sampling residuals, the dark channel,
-thin bright/dark structures (top-hat components: streaks and spots), luminance statistics and clipping,
-column/row patterns, 8×8 blockiness — and feeds the {n_features} numbers to a small MLP
+thin bright/dark structures (top-hat components: streaks and spots; oriented line energy of bright against
+dark thin structures, since rain streaks share one direction), luminance statistics, clipped regions and the
+texture left in highlights, the periodicity of second-difference profiles (the sampling-period trace that
+interpolated upsampling leaves and defocus does not), column/row patterns, 8×8 blockiness — and feeds the {n_features} numbers to a small MLP
 (`perceive_weights.npz`, two hidden layers) that outputs, per type, a presence probability (compared with a
 per-type threshold tuned for F1) and a continuous severity read on the type's scale. For the pair it estimates
 the reference→moving homography (tile phase correlation of normalised gradient fields, robust fit,

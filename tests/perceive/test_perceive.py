@@ -18,7 +18,8 @@ from fuseagent.io import write_image
 from fuseagent.perceive import perceive, severity_to_value
 from fuseagent.perceive.align import estimate_alignment
 from fuseagent.perceive.features import (FEATURE_NAMES, estimate_blockiness, estimate_blur_width, estimate_haze_density,
-                                         estimate_noise, estimate_precipitation, estimate_stripe, image_features)
+                                         estimate_noise, estimate_precipitation, estimate_stripe, highlight_clipping,
+                                         image_features, interpolation_periodicity, oriented_streak_energy)
 from fuseagent.perceive.model import load_model
 from fuseagent.perceive.relational import complementarity, detect_motion, exposure_mismatch_ev
 from fuseagent.perceive.train import ground_truth, transform_error, tune_threshold
@@ -69,6 +70,27 @@ class TestEstimators:
         assert rain[3] > 2 * clean[3] > 2 * noisy[3]
         assert rain[4] > clean[4] > noisy[4]
         assert rain[0] > clean[0] > noisy[0]
+
+    def test_oriented_streak_energy_rises_with_rain_not_noise(self, gray):
+        def excess(image: np.ndarray) -> float:
+            return oriented_streak_energy(cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA))[0]
+
+        clean = excess(gray)
+        rain = excess(degrade("weather.rain", gray, seed=0, level=4).image)
+        noisy = excess(degrade("noise.gaussian", gray, seed=0, sigma=0.05).image)
+        assert rain > clean + 0.02 and rain > noisy + 0.02
+
+    def test_interpolation_periodicity_separates_low_resolution_from_blur(self, gray):
+        low = interpolation_periodicity(degrade("resolution.low", gray, seed=0, factor=3.0).image)
+        blurred = interpolation_periodicity(cv2.GaussianBlur(gray, (0, 0), 1.5))
+        assert min(low) > 2 * max(blurred)
+
+    def test_highlight_clipping_after_over_exposure(self, gray):
+        from fuseagent.degrade.photometric import change_exposure
+
+        regions, largest, texture = highlight_clipping(change_exposure(gray, 2.0))
+        clean = highlight_clipping(gray)
+        assert regions > clean[0] + 0.1 and largest > clean[1] and texture < clean[2]
 
     def test_feature_vector_complete(self, photo):
         f = image_features(photo)

@@ -19,13 +19,16 @@ perceived in well under a fusion operator's time:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 from ..io import to_gray
 
 __all__ = ["channel_min", "channel_max", "FEATURE_NAMES", "image_features", "estimate_noise", "estimate_blur_width", "estimate_haze_density",
-           "estimate_stripe", "estimate_blockiness", "estimate_precipitation"]
+           "estimate_stripe", "estimate_blockiness", "estimate_precipitation",
+           "oriented_streak_energy", "interpolation_periodicity", "highlight_clipping"]
 
 _SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 
@@ -111,11 +114,9 @@ def estimate_blur_width(gray: np.ndarray, top: float = 0.02) -> tuple[float, flo
     if len(ys) > 800:
         order = np.argpartition(mag[ys + 7, xs + 7], -800)[-800:]
         ys, xs = ys[order], xs[order]
-    # Local contrast: 15×15 max - min (uint8 morphology is separable and fast).
-    g8 = np.round(np.clip(g, 0, 1) * 255).astype(np.uint8)
-    box = np.ones((15, 15), np.uint8)
-    local_range = cv2.dilate(g8, box).astype(np.float32) - cv2.erode(g8, box).astype(np.float32)
-    contrast = local_range[ys + 7, xs + 7] / 255.0
+    # Local contrast: 15×15 max - min, gathered at the sampled edge points only.
+    patches = np.lib.stride_tricks.sliding_window_view(np.clip(g, 0, 1), (15, 15))[ys, xs]
+    contrast = np.round((patches.max(axis=(1, 2)) - patches.min(axis=(1, 2))) * 255) / 255.0
     slope = mag[ys + 7, xs + 7]
     keep = contrast > 0.08
     if keep.sum() < 20:
@@ -242,26 +243,114 @@ def estimate_precipitation(gray: np.ndarray, size: int = 7) -> tuple[float, ...]
     return bright - dark, coherence, bright, w_streaks, w_coh, w_spots, b_streaks, b_spots
 
 
+@lru_cache(maxsize=2)
+def _line_kernels(length: int = 9, angles: int = 8) -> tuple[np.ndarray, ...]:
+    from ..degrade.blur import line_kernel
+
+    return tuple(line_kernel(float(length), 180.0 * k / angles) for k in range(angles))
+
+
+def oriented_streak_energy(gray: np.ndarray, size: int = 5) -> tuple[float, float]:
+    """Directional energy of thin bright structures against thin dark ones: rain streaks are bright
+    and share one direction, while a scene's own thin structures are bright and dark alike.
+
+    The white and black top-hats are each averaged along lines of 8 orientations; with ``d(θ)`` the
+    white minus the black mean squared response, returns ``max d`` and ``max d - min d``, both over
+    the mean energy of the two top-hats.
+
+    Example:
+        >>> x = np.full((64, 64), 0.3, np.float32); x[:, ::6] = 0.9
+        >>> excess, spread = oriented_streak_energy(x)
+        >>> excess > 0.5 and spread > 0.5
+        True
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    u8 = np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)
+    white = cv2.morphologyEx(u8, cv2.MORPH_TOPHAT, kernel).astype(np.float32) / 255
+    black = cv2.morphologyEx(u8, cv2.MORPH_BLACKHAT, kernel).astype(np.float32) / 255
+    e_white = np.array([float(np.square(cv2.filter2D(white, -1, k)).mean()) for k in _line_kernels()])
+    e_black = np.array([float(np.square(cv2.filter2D(black, -1, k)).mean()) for k in _line_kernels()])
+    d = e_white - e_black
+    norm = float(e_white.mean() + e_black.mean()) + 1e-9
+    return float(d.max() / norm), float((d.max() - d.min()) / norm)
+
+
+def interpolation_periodicity(gray: np.ndarray) -> tuple[float, float]:
+    """Periodic trace of resampling: images upsampled by interpolation have second differences
+    whose strength repeats with the sampling period. Returns, for the column and the row profile of
+    ``|second difference|``, the highest spectral peak (frequencies 0.1..0.5) over the median level.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.random((240, 240)).astype(np.float32)
+        >>> up = cv2.resize(cv2.resize(x, (80, 80), interpolation=cv2.INTER_AREA), (240, 240), interpolation=cv2.INTER_CUBIC)
+        >>> interpolation_periodicity(up)[0] > 3 * interpolation_periodicity(x)[0]
+        True
+    """
+    out = []
+    for prof in (np.abs(gray[:, :-2] - 2 * gray[:, 1:-1] + gray[:, 2:]).mean(axis=0),
+                 np.abs(gray[:-2] - 2 * gray[1:-1] + gray[2:]).mean(axis=1)):
+        if prof.size < 32:
+            out.append(0.0)
+            continue
+        spec = np.abs(np.fft.rfft((prof - prof.mean()) * np.hanning(prof.size)))
+        freq = np.fft.rfftfreq(prof.size)
+        band = spec[freq >= 0.1]
+        out.append(float(band.max() / (np.median(band) + 1e-9)))
+    return out[0], out[1]
+
+
+def highlight_clipping(gray: np.ndarray) -> tuple[float, float, float]:
+    """Over-exposure cues: the share of the frame in clipped regions of at least 0.1 % of it, the
+    largest clipped region's share, and the texture left in the highlights (mean |gradient| of
+    pixels above 0.8 over that of mid-tones 0.2..0.7; low when highlights are washed out).
+
+    Example:
+        >>> x = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+        >>> regions, largest, _ = highlight_clipping(np.clip(x * 2, 0, 1))
+        >>> regions > 0.4 and largest > 0.4
+        True
+    """
+    clipped = (gray >= 0.98).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(clipped, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64) / gray.size if n > 1 else np.zeros(1)
+    regions = float(areas[areas >= 1e-3].sum())
+    grad = np.abs(gray[:, 1:] - gray[:, :-1])
+    left = gray[:, :-1]
+    high, mid = left > 0.8, (left > 0.2) & (left < 0.7)
+    texture = float(grad[high].mean() / (grad[mid].mean() + 1e-4)) if high.sum() > 50 and mid.sum() > 50 else 1.0
+    return regions, float(areas.max()), texture
+
+
+@lru_cache(maxsize=8)
+def _spectrum_layout(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    window = np.outer(np.hanning(s), np.hanning(s)).astype(np.float32)
+    radius = np.hypot(np.fft.fftfreq(s)[:, None], np.fft.rfftfreq(s)[None, :])
+    idx = (np.digitize(radius, _BANDS) - 1).ravel()
+    keep = (idx >= 0) & (idx < len(_BANDS) - 1)
+    counts = np.bincount(idx[keep], minlength=len(_BANDS) - 1)
+    return window, idx, keep, counts
+
+
 def _spectrum_bands(gray: np.ndarray, size: int = 256) -> np.ndarray:
     h, w = gray.shape
     s = min(size, h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     crop = gray[y0:y0 + s, x0:x0 + s].astype(np.float32)
-    crop = (crop - crop.mean()) * np.outer(np.hanning(s), np.hanning(s)).astype(np.float32)
+    window, idx, keep, counts = _spectrum_layout(s)
+    crop = (crop - crop.mean()) * window
     power = np.abs(np.fft.rfft2(crop)) ** 2
-    fy = np.fft.fftfreq(s)[:, None]
-    fx = np.fft.rfftfreq(s)[None, :]
-    radius = np.hypot(fy, fx)
-    idx = (np.digitize(radius, _BANDS) - 1).ravel()
-    keep = (idx >= 0) & (idx < len(_BANDS) - 1)
     sums = np.bincount(idx[keep], weights=power.ravel()[keep], minlength=len(_BANDS) - 1)
-    counts = np.bincount(idx[keep], minlength=len(_BANDS) - 1)
     mean = sums / np.maximum(counts, 1)
     return np.log10(mean[1:] + 1e-12) - np.log10(mean[0] + 1e-12)
 
 
-def _resample_residuals(gray: np.ndarray, scale: float) -> np.ndarray:
+def _resample_residuals(gray: np.ndarray, crop: int = 240) -> np.ndarray:
     h, w = gray.shape
+    if min(h, w) > crop + 16:
+        y0, x0 = (h - crop) // 2, (w - crop) // 2
+        gray = gray[y0:y0 + crop, x0:x0 + crop]
+        h, w = gray.shape
     out = []
     base = float(np.abs(gray[:, 1:] - gray[:, :-1]).mean()) + 1e-6
     for k in (1.5, 2.0, 3.0, 4.0):
@@ -279,6 +368,13 @@ def _gradient_anisotropy(gray: np.ndarray) -> float:
     return float(np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-12))
 
 
+def _histogram_quantiles(gray: np.ndarray, quantiles: tuple[float, ...], bins: int = 1024) -> np.ndarray:
+    """Quantiles of ``gray`` (values in [0, 1]) read from a fine histogram (to 1/``bins``)."""
+    codes = np.clip(gray * bins, 0, bins - 1).astype(np.int32)
+    cdf = np.cumsum(np.bincount(codes.ravel(), minlength=bins)) / codes.size
+    return (np.searchsorted(cdf, quantiles) + 0.5) / bins
+
+
 FEATURE_NAMES: tuple[str, ...] = (
     "is_ir", "is_colour", "noise_flat", "noise_flat_q30", "noise_wavelet", "noise_dx", "noise_dy", "noise_half",
     "blur_w25", "blur_w50", "blur_w75", "anisotropy",
@@ -289,6 +385,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "streaks_dark", "spots_dark",
     "mean", "p01", "p05", "p50", "p95", "p99", "frac_dark", "frac_black", "frac_bright", "frac_clipped",
     "stripe_col", "stripe_row", "blockiness", "chroma_cast",
+    "streak_orient_excess", "streak_orient_spread", "interp_period_col", "interp_period_row",
+    "clip_regions", "clip_largest", "highlight_texture",
 )
 
 
@@ -313,7 +411,7 @@ def image_features(image: np.ndarray, modality: str = "vis") -> dict[str, float]
     f["anisotropy"] = _gradient_anisotropy(half)
     for i, v in enumerate(_spectrum_bands(gray)):
         f[f"band_{i}"] = float(v)
-    for k, v in zip(("1.5", "2", "3", "4"), _resample_residuals(gray, 1.0)):
+    for k, v in zip(("1.5", "2", "3", "4"), _resample_residuals(gray)):
         f[f"resample_{k}"] = float(v)
     small = cv2.resize(image, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_AREA)
     f["haze_density"], f["airlight"] = estimate_haze_density(small, 9)
@@ -322,7 +420,7 @@ def image_features(image: np.ndarray, modality: str = "vis") -> dict[str, float]
     if image.ndim == 3:
         mx, mn = channel_max(small), dark
         f["saturation"] = float(((mx - mn) / (mx + 1e-3)).mean())
-        means = small.reshape(-1, 3).mean(axis=0) + 1e-3
+        means = np.array(cv2.mean(small)[:3]) + 1e-3
         f["chroma_cast"] = float(np.log(means[0] / means[2]))
     else:
         f["saturation"], f["chroma_cast"] = 0.0, 0.0
@@ -332,7 +430,7 @@ def image_features(image: np.ndarray, modality: str = "vis") -> dict[str, float]
     f["std"] = float(gray.std())
     (f["rain_excess"], f["rain_coherence"], f["rain_bright"], f["streaks_bright"], f["streak_coherence"],
      f["spots_bright"], f["streaks_dark"], f["spots_dark"]) = estimate_precipitation(half, 5)
-    q = np.quantile(half, [0.01, 0.05, 0.5, 0.95, 0.99])
+    q = _histogram_quantiles(half, (0.01, 0.05, 0.5, 0.95, 0.99))
     f["mean"] = float(gray.mean())
     f["p01"], f["p05"], f["p50"], f["p95"], f["p99"] = (float(v) for v in q)
     f["frac_dark"] = float((half < 0.1).mean())
@@ -341,4 +439,7 @@ def image_features(image: np.ndarray, modality: str = "vis") -> dict[str, float]
     f["frac_clipped"] = float((gray >= 0.99).mean())
     f["stripe_col"], f["stripe_row"] = estimate_stripe(gray)
     f["blockiness"] = estimate_blockiness(gray)
+    f["streak_orient_excess"], f["streak_orient_spread"] = oriented_streak_energy(half)
+    f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(gray)
+    f["clip_regions"], f["clip_largest"], f["highlight_texture"] = highlight_clipping(half)
     return {name: f[name] for name in FEATURE_NAMES}

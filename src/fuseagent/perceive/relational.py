@@ -53,8 +53,16 @@ def exposure_mismatch_ev(a: np.ndarray, b: np.ndarray) -> float:
     ok = (ga > 0.02) & (ga < 0.98) & (gb > 0.02) & (gb < 0.98)
     if ok.sum() < 50:
         ok = np.ones_like(ga, bool)
-    la, lb = _linear(ga[ok]), _linear(gb[ok])
-    return float(np.log2(np.median(lb) + 1e-6) - np.log2(np.median(la) + 1e-6))
+    return float(np.log2(_linear_median(gb[ok]) + 1e-6) - np.log2(_linear_median(ga[ok]) + 1e-6))
+
+
+def _linear_median(values: np.ndarray) -> float:
+    """Median of the linearised values (the table is monotonic: read it at the median codes)."""
+    codes = np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+    cdf = np.cumsum(np.bincount(codes, minlength=256))
+    n = codes.size
+    low, high = np.searchsorted(cdf, [(n - 1) // 2 + 1, n // 2 + 1])
+    return float(0.5 * (_LINEAR[low] + _LINEAR[high]))
 
 
 def _log_rb(image: np.ndarray) -> float:
