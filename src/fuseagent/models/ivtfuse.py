@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .files import VARIANTS, WEIGHTS_DIR, weights_path
 
 __all__ = [
     "IVTFuseConfig",
@@ -61,7 +62,6 @@ __all__ = [
     "WEIGHTS_FORMAT",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 WEIGHTS_FORMAT = "fuseagent.ivtfuse/1"
 TEXT_EMBED_DIM = 384  # all-MiniLM-L6-v2 hidden size
 
@@ -116,15 +116,6 @@ class IVTFuseConfig:
         if unknown:
             raise InputError(f"unknown IVTFuse setting(s): {', '.join(sorted(unknown))}")
         return cls(**dict(values))
-
-
-#: ablation variants: name → switches overriding the full model's
-VARIANTS: dict[str, dict[str, bool]] = {
-    "full": {},
-    "notext": {"use_text": False},
-    "nofsa": {"use_fsa": False},
-    "nohpa": {"use_hpa": False},
-}
 
 
 class ChannelLayerNorm(nn.Module):
@@ -409,18 +400,6 @@ def count_parameters(model: nn.Module) -> int:
         8
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def weights_path(variant: str = "full") -> Path:
-    """The shipped weight file of a variant (``ivtfuse.pt``, ``ivtfuse_notext.pt``...).
-
-    Example:
-        >>> weights_path("nofsa").name
-        'ivtfuse_nofsa.pt'
-    """
-    if variant not in VARIANTS:
-        raise InputError(f"unknown IVTFuse variant '{variant}' (valid: {', '.join(VARIANTS)})")
-    return WEIGHTS_DIR / ("ivtfuse.pt" if variant == "full" else f"ivtfuse_{variant}.pt")
 
 
 def save_weights(path: str | Path, model: IVTFuse, *, captions: Mapping[str, np.ndarray] | None = None,
