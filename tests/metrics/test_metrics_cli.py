@@ -122,3 +122,49 @@ class TestHelpers:
         pairs = match_files(folders / "a", folders / "b", folders / "f")
         assert [p[0] for p in pairs] == ["p1", "p2"]
         assert all(p[3].parent.name == "f" for p in pairs)
+
+
+@pytest.fixture
+def small_case(tmp_path: Path) -> Path:
+    """A 60×64 MEF pair: large enough for every default MEF metric except VIF (81×81)."""
+    rng = np.random.default_rng(1)
+    for sub in ("a", "b", "f"):
+        (tmp_path / sub).mkdir()
+    under = rng.random((60, 64, 3)).astype(np.float32) * 0.5
+    over = 0.5 + rng.random((60, 64, 3)).astype(np.float32) * 0.5
+    write_image(tmp_path / "a" / "s.png", under)
+    write_image(tmp_path / "b" / "s.png", over)
+    write_image(tmp_path / "f" / "s.png", (under + over) / 2)
+    return tmp_path
+
+
+class TestNotComputableMetrics:
+    def test_csv_marks_vif_not_computable_and_keeps_the_others(self, small_case, capsys):
+        assert main(_args(small_case, "--task", "mef", "--csv")) == 0
+        captured = capsys.readouterr()
+        rows = list(csv.reader(io.StringIO(captured.out)))
+        names = default_metrics("mef")
+        assert rows[0] == ["image", *names]
+        image_row = dict(zip(rows[0], rows[1], strict=True))
+        assert image_row["vif_mefb"] == "n/a"
+        computed = [m for m in names if m != "vif_mefb"]
+        assert all(image_row[m] not in ("n/a", "nan") for m in computed)
+        sources = [read_as_stored(small_case / "a" / "s.png"), read_as_stored(small_case / "b" / "s.png")]
+        fused = read_as_stored(small_case / "f" / "s.png")
+        assert float(image_row["qabf_mefb"]) == pytest.approx(create_metric("qabf_mefb")(sources, fused), rel=1e-5)
+        assert dict(zip(rows[0], rows[2], strict=True))["vif_mefb"] == "n/a"  # mean row
+        assert "s: vif_mefb not computable" in captured.err and "81" in captured.err
+
+    def test_json_gives_null_and_the_reason(self, small_case, capsys):
+        assert main(_args(small_case, "--task", "mef", "--json")) == 0
+        payload = json.loads(capsys.readouterr().out)
+        image = payload["images"][0]
+        assert image["vif_mefb"] is None and payload["mean"]["vif_mefb"] is None
+        assert list(image["not_computable"]) == ["vif_mefb"]
+        assert "81x81" in image["not_computable"]["vif_mefb"].replace("×", "x")
+        assert isinstance(image["mef_ssim"], float) and image["mef_ssim"] == payload["mean"]["mef_ssim"]
+
+    def test_single_explicit_metric_is_an_error(self, small_case, capsys):
+        assert main(_args(small_case, "--metrics", "vif_mefb")) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("fuseagent") and "s: " in err[0]

@@ -6,6 +6,10 @@ Examples::
     fuseagent metrics --task mef --a under/ --b over/ --fused results/ --csv > scores.csv
     fuseagent metrics --task mff --a a.jpg --b b.jpg --fused f.jpg --metrics qabf,ssim --json
     fuseagent metrics list 'q*'
+
+A metric that is not computable for an image (e.g. VIF needs 81×81 pixels) gets the cell
+``n/a`` (``null`` in JSON, with the reason under ``not_computable``; the reason is also printed
+on stderr) while the other metrics are still computed; the mean is over the images where it was.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["register", "run", "default_metrics", "match_files", "read_as_stored", "TASK_DEFAULTS"]
+__all__ = ["register", "run", "default_metrics", "match_files", "read_as_stored", "score_case", "TASK_DEFAULTS",
+           "NOT_COMPUTABLE"]
 
 #: default metric sets per fusion task (names missing from the registry are left out)
 TASK_DEFAULTS: dict[str, tuple[str, ...]] = {
@@ -143,15 +148,41 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_value(value: float) -> str:
+def _format_value(value: float | None) -> str:
+    if value is None:
+        return NOT_COMPUTABLE
     return "nan" if math.isnan(value) else f"{value:.6g}"
+
+
+#: cell of a metric that is not computable for an image (e.g. an image smaller than its window)
+NOT_COMPUTABLE = "n/a"
+
+Row = tuple[str, dict[str, float], dict[str, str]]
+
+
+def score_case(name: str, sources: list[np.ndarray], fused: np.ndarray, metrics: list[str]) -> Row:
+    """Score one image: ``(name, values, reasons)``; a metric not computable for it is left out
+    of ``values`` and explained in ``reasons``.
+
+    Raises:
+        InputError: the case itself is invalid, or no asked metric is computable for it (so a
+            single metric on a too-small image is an error, not an empty row).
+    """
+    from ..metrics.fusion import fusion_scores_or_reasons
+
+    try:
+        values, reasons = fusion_scores_or_reasons(sources, fused, metrics)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    if not values:
+        raise InputError(f"{name}: {next(iter(reasons.values()))}")
+    return name, values, reasons
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(args)
     from ..metrics import create_metric
-    from ..metrics.fusion import fusion_scores
 
     if args.task is None and not args.metrics:
         raise InputError("give --task (ivif, mef or mff) or --metrics")
@@ -166,40 +197,47 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         iterator = tqdm(pairs, desc="metrics", unit="image", file=sys.stderr)
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: list[Row] = []
     for name, a, b, fused in iterator:
-        sources = [read_as_stored(a), read_as_stored(b)]
-        result = read_as_stored(fused)
-        try:
-            rows.append((name, fusion_scores(sources, result, names)))
-        except InputError as exc:
-            raise InputError(f"{name}: {exc}") from None
-    mean = {m: float(np.mean([r[m] for _, r in rows])) for m in names}
+        rows.append(score_case(name, [read_as_stored(a), read_as_stored(b)], read_as_stored(fused), names))
+    for name, _, reasons in rows:
+        for metric, reason in reasons.items():
+            print(f"fuseagent: {name}: {metric} not computable: {reason}", file=sys.stderr)
+    mean: dict[str, float | None] = {}
+    for m in names:
+        computed = [values[m] for _, values, _ in rows if m in values]
+        mean[m] = float(np.mean(computed)) if computed else None
     _print(rows, mean, names, args)
     return 0
 
 
-def _print(rows: list[tuple[str, dict[str, float]]], mean: dict[str, float], names: list[str],
-           args: argparse.Namespace) -> None:
+def _print(rows: list[Row], mean: dict[str, float | None], names: list[str], args: argparse.Namespace) -> None:
     if args.json:
-        def clean(values: dict[str, float]) -> dict[str, float | None]:
-            return {k: (None if math.isnan(x) or math.isinf(x) else x) for k, x in values.items()}
+        def clean(values: dict[str, float | None]) -> dict[str, float | None]:
+            return {m: (None if values.get(m) is None or not math.isfinite(values[m]) else values[m])  # type: ignore[arg-type]
+                    for m in names}
 
-        payload = {"metrics": names, "images": [{"image": n, **clean(v)} for n, v in rows], "mean": clean(mean)}
+        images = []
+        for n, values, reasons in rows:
+            entry: dict[str, object] = {"image": n, **clean(values)}
+            if reasons:
+                entry["not_computable"] = reasons
+            images.append(entry)
+        payload = {"metrics": names, "images": images, "mean": clean(mean)}
         print(json.dumps(payload, indent=2))
         return
     if args.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["image", *names])
-        for n, v in rows:
-            writer.writerow([n, *(_format_value(v[m]) for m in names)])
+        for n, values, _ in rows:
+            writer.writerow([n, *(_format_value(values.get(m)) for m in names)])
         writer.writerow(["mean", *(_format_value(mean[m]) for m in names)])
         print(buffer.getvalue(), end="")
         return
     from .tools import format_table
 
-    table = [[n, *(_format_value(v[m]) for m in names)] for n, v in rows]
+    table = [[n, *(_format_value(values.get(m)) for m in names)] for n, values, _ in rows]
     if len(rows) > 1:
         table.append(["mean", *(_format_value(mean[m]) for m in names)])
     print(format_table(table, ["image", *names]))

@@ -35,6 +35,7 @@ from .base import MetricCard, as_sources, register_metric
 __all__ = [
     "prepare",
     "fusion_scores",
+    "fusion_scores_or_reasons",
     "to_scaled",
     "Scaled255",
     "channel_triplets",
@@ -88,16 +89,76 @@ def _to_255(image: np.ndarray, name: str) -> np.ndarray:
         return array.astype(np.float64)
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float64) * (255.0 / float(np.iinfo(array.dtype).max))
-    if not np.isfinite(array).all():
-        array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
-    if array.size and (array.min() < 0 or array.max() > 1):
+    if array.size == 0:
+        return array.astype(np.float64)
+    # NaN makes min/max NaN and ±inf lies outside [0, 1]: one range test covers both.
+    low, high = array.min(), array.max()
+    if not (low >= 0 and high <= 1):
+        if not np.isfinite(array).all():
+            array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
         array = np.clip(array, 0.0, 1.0)
     scaled = array.astype(np.float64)
     scaled *= 255.0
-    rounded = np.rint(scaled)
-    if scaled.size and np.abs(scaled - rounded, out=scaled).max() < 1e-3:
-        return rounded
-    return array.astype(np.float64) * 255.0
+    if _on_8bit_grid(scaled.reshape(-1)):
+        np.rint(scaled, out=scaled)
+    return scaled
+
+
+# Work on images in blocks of this many values: the block buffers stay below malloc's mmap
+# threshold and are reused, where whole-image temporaries cost a page fault per 4 KiB.
+_BLOCK = 16_000
+
+
+def _on_8bit_grid(scaled: np.ndarray, unit_scale: bool = False) -> bool:
+    """Whether every value of a flat float array lies within 1e-3 of an integer (8-bit data).
+
+    Args:
+        scaled: 1-D array on the 0–255 scale, or on 0–1 with ``unit_scale`` (then scaled by 255
+            in float64 block by block, exactly as :func:`_to_255` does).
+    """
+    values = np.empty(min(_BLOCK, scaled.size))
+    rounded = np.empty_like(values)
+    for start in range(0, scaled.size, _BLOCK):
+        block = scaled[start:start + _BLOCK]
+        n = block.size
+        if unit_scale:
+            np.copyto(values[:n], block)
+            values[:n] *= 255.0
+            block = values[:n]
+        np.rint(block, out=rounded[:n])
+        if cv2.norm(block, rounded[:n], cv2.NORM_INF) >= 1e-3:
+            return False
+    return True
+
+
+def _streamed_squared_errors(sources: Sequence[np.ndarray], fused: np.ndarray) -> list[float] | None:
+    """Per source, ``Σ (S − F)²`` on the 0–255 scale of :func:`_to_255`, computed block by block
+    without converting whole images; ``None`` where that shortcut does not apply (not float
+    ``[0, 1]`` arrays of one shape, :class:`Scaled255` inputs, or inputs :func:`prepare` rejects)."""
+    images = [fused, *sources]
+    shape = fused.shape if isinstance(fused, np.ndarray) else None
+    if shape is None or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3) or min(shape[:2]) < 2:
+        return None
+    for image in images:
+        if (not isinstance(image, np.ndarray) or isinstance(image, Scaled255) or image.shape != shape
+                or image.dtype.kind != "f" or not (image.min() >= 0 and image.max() <= 1)):
+            return None
+    flats = [np.ascontiguousarray(image).reshape(-1) for image in images]
+    snapped = [_on_8bit_grid(flat, unit_scale=True) for flat in flats]
+    buffers = [np.empty(min(_BLOCK, flats[0].size)) for _ in flats]
+    sums = [0.0] * len(sources)
+    for start in range(0, flats[0].size, _BLOCK):
+        blocks = []
+        for flat, buffer, snap in zip(flats, buffers, snapped, strict=True):
+            block = buffer[:flat[start:start + _BLOCK].size]
+            np.copyto(block, flat[start:start + _BLOCK])
+            block *= 255.0
+            if snap:
+                np.rint(block, out=block)
+            blocks.append(block)
+        for k in range(len(sources)):
+            sums[k] += cv2.norm(blocks[k + 1], blocks[0], cv2.NORM_L2SQR)
+    return sums
 
 
 def prepare(sources: Sequence[np.ndarray], fused: np.ndarray,
@@ -190,9 +251,16 @@ def _histogram(channel: np.ndarray) -> np.ndarray:
     return np.bincount(index, minlength=256).astype(np.float64)
 
 
-def _entropy_bits(counts: np.ndarray) -> float:
+def _entropy(counts: np.ndarray, log: Callable[[np.ndarray], np.ndarray] = np.log2) -> float:
+    """Shannon entropy of a histogram of counts, in bits (or in nats with ``log=np.log``)."""
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float(-(p * log(p)).sum())
+
+
+def _joint_counts(first_levels: np.ndarray, second_levels: np.ndarray) -> np.ndarray:
+    """256×256 joint histogram (counts, float64) of two integer 0–255 planes; rows index ``first``."""
+    flat = (first_levels * 256 + second_levels).ravel()
+    return np.bincount(flat, minlength=256 * 256).astype(np.float64).reshape(256, 256)
 
 
 # --------------------------------------------------------------------------------------------- EN
@@ -204,7 +272,7 @@ def en(sources: Sequence[np.ndarray], fused: np.ndarray, variant: str = "vifb") 
         >>> round(en([x, x], x), 6)
         8.0
     """
-    return _per_channel(sources, fused, variant, lambda s, f: _entropy_bits(_histogram(f)), uses_sources=False)
+    return _per_channel(sources, fused, variant, lambda s, f: _entropy(_histogram(f)), uses_sources=False)
 
 
 # --------------------------------------------------------------------------------------------- SD
@@ -324,7 +392,10 @@ def ce(sources: Sequence[np.ndarray], fused: np.ndarray, variant: str = "vifb") 
 
 # --------------------------------------------------------------------------------------------- MI
 def _quantise_minmax(channel: np.ndarray) -> np.ndarray:
-    """VIFB's ``mutinf`` normalisation: min–max to [0, 1], ``int16(x * 255)`` (round half away)."""
+    """VIFB's ``mutinf`` normalisation: min–max to [0, 1], ``int16(x * 255)`` (round half away).
+
+    Identical to Z. Liu's ``normalize1`` used by MEFB's NMI / Qncie / TE (a constant plane → zeros).
+    """
     low, high = channel.min(), channel.max()
     if high == low:
         return np.zeros(channel.shape, dtype=np.int64)
@@ -334,16 +405,9 @@ def _quantise_minmax(channel: np.ndarray) -> np.ndarray:
 
 def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     """Mutual information (nats) of two 0–255 channels from their 256×256 joint histogram."""
-    qa, qb = _quantise_minmax(a).ravel(), _quantise_minmax(b).ravel()
-    joint = np.bincount(qa * 256 + qb, minlength=256 * 256).astype(np.float64)
-    total = joint.sum()
-
-    def entropy_nats(counts: np.ndarray) -> float:
-        p = counts[counts > 0] / total
-        return float(-(p * np.log(p)).sum())
-
-    joint2 = joint.reshape(256, 256)
-    return entropy_nats(joint2.sum(axis=1)) + entropy_nats(joint2.sum(axis=0)) - entropy_nats(joint)
+    joint = _joint_counts(_quantise_minmax(a), _quantise_minmax(b))
+    return (_entropy(joint.sum(axis=1), np.log) + _entropy(joint.sum(axis=0), np.log)
+            - _entropy(joint, np.log))
 
 
 def mi(sources: Sequence[np.ndarray], fused: np.ndarray, variant: str = "vifb") -> float:
@@ -399,6 +463,10 @@ def rmse_vifb(sources: Sequence[np.ndarray], fused: np.ndarray, variant: str = "
 
 
 def _mean_squared_error(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
+    sources = as_sources(sources)
+    streamed = _streamed_squared_errors(sources, fused)
+    if streamed is not None:
+        return float(np.mean([total / fused.size for total in streamed]))
     src, fus = prepare(sources, fused)
     errors = []
     for s in src:
@@ -517,11 +585,40 @@ def fusion_scores(sources: Sequence[np.ndarray], fused: np.ndarray, metrics: Seq
     Returns:
         name → value, in the order asked.
 
+    Raises:
+        InputError: the case is invalid, or one of the metrics is not computable for it.
+
     Example:
         >>> x = np.tile(np.arange(256) / 255.0, (16, 1))
         >>> fusion_scores([x, x], x, ["en", "ssim"])
         {'en': 8.0, 'ssim': 1.0}
     """
+    return _score(sources, fused, metrics, params, skip_not_computable=False)[0]
+
+
+def fusion_scores_or_reasons(sources: Sequence[np.ndarray], fused: np.ndarray, metrics: Sequence[str],
+                             **params: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """Like :func:`fusion_scores`, but a metric that is not computable for this case (e.g. an
+    image smaller than its window) is reported with its reason instead of failing the whole set.
+
+    Returns:
+        ``(values, reasons)``: name → value for the computable metrics, in the order asked, and
+        name → one-line reason for the others.
+
+    Raises:
+        InputError: the case itself is invalid (fewer than two sources, sizes that differ, …).
+
+    Example:
+        >>> x = np.tile(np.arange(8) / 7.0, (8, 1))
+        >>> values, reasons = fusion_scores_or_reasons([x, x], x, ["en", "ssim"])
+        >>> values, list(reasons)
+        ({'en': 3.0}, ['ssim'])
+    """
+    return _score(sources, fused, metrics, params, skip_not_computable=True)
+
+
+def _score(sources: Sequence[np.ndarray], fused: np.ndarray, metrics: Sequence[str], params: dict[str, dict],
+           skip_not_computable: bool) -> tuple[dict[str, float], dict[str, str]]:
     from .base import create_metric
 
     created = [(name, create_metric(name, **params.get(name, {}))) for name in metrics]
@@ -529,13 +626,19 @@ def fusion_scores(sources: Sequence[np.ndarray], fused: np.ndarray, metrics: Seq
         if metric.card.mode != "fusion":
             raise InputError(f"metric '{name}' is not a fusion metric (mode {metric.card.mode})")
     scaled: tuple[list[np.ndarray], np.ndarray] | None = None
-    out: dict[str, float] = {}
+    if skip_not_computable or any(_accepts_scaled(metric.fn) for _, metric in created):
+        src, fus = prepare(sources, fused)  # errors of the case itself are raised here
+        scaled = ([s.view(Scaled255) for s in src], fus.view(Scaled255))
+    values: dict[str, float] = {}
+    reasons: dict[str, str] = {}
     for name, metric in created:
-        if _accepts_scaled(metric.fn):
-            if scaled is None:
-                src, fus = prepare(sources, fused)
-                scaled = ([s.view(Scaled255) for s in src], fus.view(Scaled255))
-            out[name] = metric(*scaled)
-        else:
-            out[name] = metric(sources, fused)
-    return out
+        try:
+            if scaled is not None and _accepts_scaled(metric.fn):
+                values[name] = metric(*scaled)
+            else:
+                values[name] = metric(sources, fused)
+        except InputError as exc:
+            if not skip_not_computable:
+                raise
+            reasons[name] = str(exc)
+    return values, reasons

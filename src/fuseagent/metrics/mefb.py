@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import check_image
 from .base import MetricCard, as_sources, register_metric
+from .fusion import _entropy, _joint_counts, _quantise_minmax, matlab_rgb2gray
 
 __all__ = [
     "mefb_planes",
@@ -57,10 +58,6 @@ __all__ = [
 
 _MEFB_REF = "X. Zhang, Information Fusion 2021 (MEFB, github.com/xingchenzhang/MEFB, metrics/)"
 
-# MATLAB's rgb2gray weights (first row of the inverse NTSC transform).
-_RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
-
-
 # --------------------------------------------------------------------------------------------
 # Shared helpers: colour handling, MATLAB-compatible filters
 # --------------------------------------------------------------------------------------------
@@ -69,18 +66,6 @@ _RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 def _to_8bit_grid(image: np.ndarray) -> np.ndarray:
     """float ``[0, 1]`` image → float64 on MATLAB's 0–255 integer grid."""
     return np.round(np.asarray(image, dtype=np.float64) * 255.0)
-
-
-def matlab_rgb2gray(image255: np.ndarray) -> np.ndarray:
-    """MATLAB ``rgb2gray`` of a uint8-valued RGB array: weighted sum rounded to integers.
-
-    Example:
-        >>> matlab_rgb2gray(np.full((1, 1, 3), 200.0)).tolist()
-        [[200.0]]
-    """
-    if image255.ndim == 2:
-        return image255
-    return np.floor(image255[..., :3] @ _RGB2GRAY + 0.5)
 
 
 def _checked(sources: Sequence[np.ndarray], fused: np.ndarray, name: str,
@@ -177,50 +162,26 @@ def filter_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _normalize1(plane: np.ndarray) -> np.ndarray:
-    """Z. Liu's ``normalize1``: stretch to 0–255 and round; an all-zero plane is kept.
-
-    A constant non-zero plane (0/0 in MATLAB) is mapped to zeros.
-    """
-    hi, lo = float(plane.max()), float(plane.min())
-    if hi == 0 and lo == 0:
-        return plane.astype(np.int64)
-    if hi == lo:
-        return np.zeros(plane.shape, dtype=np.int64)
-    return np.floor((plane - lo) / (hi - lo) * 255.0 + 0.5).astype(np.int64)
-
-
-def _joint_histogram(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """256×256 joint probability, rows indexed by ``first`` values."""
-    counts = np.bincount((first * 256 + second).ravel(), minlength=65536).astype(np.float64)
-    return (counts / counts.sum()).reshape(256, 256)
-
-
-def _entropy_bits(p: np.ndarray) -> float:
-    nz = p[p > 0]
-    return float(-(nz * np.log2(nz)).sum())
-
-
 def _mutual_information(first: np.ndarray, second: np.ndarray) -> tuple[float, float, float]:
-    """``(MI, H(first), H(second))`` in bits of two normalised planes."""
-    joint = _joint_histogram(first, second)
-    h1 = _entropy_bits(joint.sum(axis=1))
-    h2 = _entropy_bits(joint.sum(axis=0))
-    return h1 + h2 - _entropy_bits(joint), h1, h2
+    """``(MI, H(first), H(second))`` in bits of two planes already quantised to 0–255 levels."""
+    joint = _joint_counts(first, second)
+    h1 = _entropy(joint.sum(axis=1))
+    h2 = _entropy(joint.sum(axis=0))
+    return h1 + h2 - _entropy(joint), h1, h2
 
 
 def _nmi_plane(sources: list[np.ndarray], fused: np.ndarray) -> float:
-    f = _normalize1(fused)
+    f = _quantise_minmax(fused)
     total = 0.0
     for s in sources:
-        mi, hs, hf = _mutual_information(_normalize1(s), f)
+        mi, hs, hf = _mutual_information(_quantise_minmax(s), f)
         denominator = hs + hf
         total += mi / denominator if denominator > 0 else 1.0
     return 2.0 * total
 
 
 def _qncie_plane(sources: list[np.ndarray], fused: np.ndarray) -> float:
-    planes = [_normalize1(s) for s in sources] + [_normalize1(fused)]
+    planes = [_quantise_minmax(s) for s in sources] + [_quantise_minmax(fused)]
     k = len(planes)
     corr = np.eye(k)
     for i in range(k):
@@ -233,10 +194,11 @@ def _qncie_plane(sources: list[np.ndarray], fused: np.ndarray) -> float:
 
 
 def _tsallis_plane(sources: list[np.ndarray], fused: np.ndarray, q: float = 1.85) -> float:
-    f = _normalize1(fused)
+    f = _quantise_minmax(fused)
     total = 0.0
     for s in sources:
-        joint = _joint_histogram(_normalize1(s), f)
+        counts = _joint_counts(_quantise_minmax(s), f)
+        joint = counts / counts.sum()
         p_source = joint.sum(axis=1)
         p_fused = joint.sum(axis=0)
         # MEFB's tsallis() multiplies the marginals with their indices swapped
@@ -703,8 +665,8 @@ def _phase_congruency_uncached(plane: np.ndarray) -> tuple[np.ndarray, np.ndarra
         weighted = energy / (1.0 + np.exp((cut_off - width) * g_sigmoid))
         total_sum_an += sum_an
         total_energy += weighted
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pc_o = weighted / sum_an
+        # no filter response at all (a flat image): no phase congruency, where MATLAB gives 0/0
+        pc_o = np.divide(weighted, sum_an, out=np.zeros_like(weighted), where=sum_an > 0)
         covx = pc_o * math.cos(angle)
         covy = pc_o * math.sin(angle)
         covx2 += covx ** 2

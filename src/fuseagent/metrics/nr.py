@@ -65,6 +65,7 @@ from scipy import special
 from ..errors import InputError, ToolUnavailableError
 from ..io import check_image
 from .base import METRICS, Metric, MetricCard, register_metric
+from .fusion import _RGB2GRAY
 
 __all__ = [
     "brisque", "brisque_features", "niqe", "niqe_features", "piqe",
@@ -74,9 +75,6 @@ __all__ = [
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-
-#: MATLAB ``rgb2gray`` weights (ITU-R BT.601 luma, as rounded by MATLAB)
-_RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
 #: shape grid of the reference code: ``gam = 0.2:0.001:10``
 _SHAPE_GRID = 0.2 + 0.001 * np.arange(9801)
@@ -270,7 +268,10 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
     """The 36 BRISQUE features of ``brisque_feature.m`` (two scales × 18).
 
     Args:
-        image: (H, W) or (H, W, 3) image in ``[0, 1]``, at least 16×16.
+        image: (H, W) or (H, W, 3) image in ``[0, 1]``, at least 16×16, not flat.
+
+    Raises:
+        InputError: an image smaller than 16×16, or flat (statistics undefined).
 
     Returns:
         float64 array of 36 features, per scale: GGD (α, σ²) of the MSCN coefficients, then for
@@ -279,6 +280,9 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
     grey = gray_255(image)
     if min(grey.shape) < 16:
         raise InputError(f"brisque: image of size {grey.shape[1]}x{grey.shape[0]} is too small (min 16x16)")
+    if float(grey.max() - grey.min()) < 1.0:
+        raise InputError("brisque is undefined for a flat image (less than one grey level of contrast): "
+                         "its natural-scene statistics need texture")
     features: list[float] = []
     for scale in range(2):
         mscn, _ = _mscn(grey, cv2.BORDER_CONSTANT)
@@ -292,7 +296,10 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
             features += [float(a), float(m), float(lo * lo), float(hi * hi)]
         if scale == 0:
             grey = imresize_matlab(grey, 0.5)
-    return np.asarray(features, dtype=np.float64)
+    result = np.asarray(features, dtype=np.float64)
+    if not np.isfinite(result).all():
+        raise InputError("brisque is undefined for this image: its MSCN statistics are degenerate (almost no texture)")
+    return result
 
 
 @dataclass(frozen=True)

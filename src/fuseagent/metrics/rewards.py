@@ -184,7 +184,12 @@ def intrinsic_reward(image: np.ndarray, config: IntrinsicConfig | None = None) -
     weights = config.weights()
     terms: dict[str, float] = {}
     if weights["brisque"] > 0:
-        terms["brisque"] = 1.0 - float(np.clip(brisque(image) / 100.0, 0.0, 1.0))
+        try:
+            terms["brisque"] = 1.0 - float(np.clip(brisque(image) / 100.0, 0.0, 1.0))
+        except InputError:
+            if min(image.shape[:2]) < 16:
+                raise
+            terms["brisque"] = 0.0  # a flat image: no natural-scene statistics, the worst BRISQUE term
     if weights["niqe"] > 0 and min(image.shape[:2]) >= 96:
         z = (niqe(image) - config.niqe_centre) / config.niqe_scale
         terms["niqe"] = float(1.0 / (1.0 + math.exp(min(z, 700.0))))

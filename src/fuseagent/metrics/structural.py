@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import InputError
 from .base import MetricCard, register_metric
 from .fusion import _per_channel, register_pair
+from .mefb import _gaussian_1d, filter_valid
 
 __all__ = ["ssim", "ssim_vifb", "qabf", "nabf", "qcb", "qcv", "ssim_map_mean"]
 
@@ -47,19 +48,12 @@ def _memo(tag: str, channel: np.ndarray, compute: Callable[[np.ndarray], T], *ex
 
 
 # -------------------------------------------------------------------------------------------- SSIM
-def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
-    x = np.arange(size) - (size - 1) / 2.0
-    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
-    return g / g.sum()
-
-
 _SSIM_WINDOW = _gaussian_1d(11, 1.5)
 
 
 def _valid_blur(x: np.ndarray) -> np.ndarray:
     """``filter2(w, x, 'valid')`` with the 11×11 Gaussian window."""
-    out = cv2.sepFilter2D(x, cv2.CV_64F, _SSIM_WINDOW, _SSIM_WINDOW, borderType=cv2.BORDER_REFLECT)
-    return out[5:-5, 5:-5]
+    return filter_valid(x, _SSIM_WINDOW)
 
 
 def _local_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
