@@ -96,7 +96,7 @@ class IVTFuseFusion(FusionTool):
 
     @classmethod
     def available(cls) -> bool:
-        from ...models.ivtfuse import weights_path
+        from ...models.files import weights_path
 
         return super().available() and weights_path(cls.variant).is_file()
 
