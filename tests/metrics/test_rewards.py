@@ -284,3 +284,18 @@ class TestHQA:
         structure_only = HQAConfig(relational=RelationalConfig(spatial_frequency=0, average_gradient=0, iqa=0))
         reward = hqa([ir, vis], (ir + vis) / 2, config=structure_only)
         assert reward.value == pytest.approx(reward.terms["structure"])
+
+
+class TestHQAWithFuScore:
+    def test_fuscore_term_joins_hqa_when_weighted(self, camera):
+        from fuseagent.metrics.fuscore import fuscore_reward
+        from fuseagent.metrics.rewards import HQAConfig, hqa
+
+        a = camera[:128, :128]
+        b = np.ascontiguousarray(camera[:128, :128][:, ::-1])
+        fused = (a + b) / 2
+        plain = hqa([a, b], fused, task="ivif")
+        mixed = hqa([a, b], fused, task="ivif", config=HQAConfig(fuscore=1.0))
+        unit = fuscore_reward([a, b], fused, "ivif")
+        assert "fuscore" not in plain.terms and mixed.terms["fuscore"] == pytest.approx(unit)
+        assert mixed.value == pytest.approx((3 * plain.terms["fusion"] + unit) / 4, abs=1e-6)

@@ -59,7 +59,8 @@ action changed with respect to the other inputs:
 
 **Holistic quality assessment** (HQA) ranks whole trajectories::
 
-    HQA = (w_fusion · R_fusion(sources, F) + w_steps · mean_i r_i) / (w_fusion + w_steps)
+    HQA = (w_fusion · R_fusion(sources, F) + w_steps · mean_i r_i + w_fuscore · (FuScore − 1)/4)
+          / (w_fusion + w_steps + w_fuscore)          (w_fuscore = 0 by default)
 
 with ``r_i`` the rewards (IQR or RQR, each in ``[0, 1]``) collected at the trajectory's steps; the
 steps term is left out when there are none.
@@ -522,11 +523,13 @@ class HQAConfig:
     Attributes:
         fusion: weight of the fusion RQR of the final image.
         steps: weight of the mean step reward.
+        fuscore: weight of the learned FuScore of the final image, ``(score − 1) / 4`` (0 = off).
         relational: configuration of the fusion RQR (and its IQR).
     """
 
     fusion: float = 3.0
     steps: float = 1.0
+    fuscore: float = 0.0
     relational: RelationalConfig = field(default_factory=RelationalConfig)
 
 
@@ -557,6 +560,11 @@ def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence
             raise InputError("hqa: step rewards must lie in [0, 1]")
         terms["steps"] = float(np.mean(values))
         weights["steps"] = config.steps
+    if config.fuscore > 0:
+        from .fuscore import fuscore_reward
+
+        terms["fuscore"] = fuscore_reward(sources, fused, task)
+        weights["fuscore"] = config.fuscore
     return Reward(_weighted(terms, weights), terms)
 
 
