@@ -48,10 +48,10 @@ class TestConfig:
             load_config(path)
 
     def test_missing_and_broken_files(self, tmp_path: Path) -> None:
-        with pytest.raises(InputError, match="does not exist"):
+        with pytest.raises(InputError, match="config file not found"):
             load_config(tmp_path / "none.json")
         (tmp_path / "bad.json").write_text("{")
-        with pytest.raises(InputError, match="invalid JSON"):
+        with pytest.raises(InputError, match="not valid JSON"):
             load_config(tmp_path / "bad.json")
 
 

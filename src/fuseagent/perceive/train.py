@@ -45,7 +45,9 @@ TYPES: tuple[str, ...] = tuple(PERCEIVED_TYPES)
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
     """The training settings (``train_config.json`` by default)."""
-    return json.loads(Path(path or CONFIG_PATH).read_text())
+    from ..train.config import read_config
+
+    return read_config(path or CONFIG_PATH)
 
 
 def roadscene_split(data: Path, n_train: int) -> tuple[list[str], list[str]]:

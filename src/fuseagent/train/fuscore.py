@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .config import read_config
 from ..learned.fuscore.data import (SUBDIMENSIONS, SyntheticSet, cached_synthetic, known_pairs, load_waterloo, mef_proxy_subscores,
                                     mos_to_level, synthetic_orderings, waterloo_features)
 from ..learned.fuscore.features import DEFAULT_SIDE, FEATURE_NAMES
@@ -109,14 +110,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> FuSc
         >>> load_config(None, epochs=5).epochs
         5
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InputError(f"config file {path} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config file {path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    values = read_config(path)
     values.update(overrides)
     known = {f.name for f in fields(FuScoreConfig)}
     unknown = sorted(set(values) - known)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .config import read_config
 
 __all__ = [
     "TrainSettings",
@@ -141,25 +142,7 @@ class TrainSettings:
 
 def load_settings(path: str | os.PathLike | None, **overrides: Any) -> TrainSettings:
     """Read a JSON (``.json``) or YAML (``.yaml``/``.yml``) config; ``overrides`` win (None ignored)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file not found: '{path}'")
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise InputError("YAML configs need PyYAML (pip install pyyaml); or use a .json config") from None
-            values = yaml.safe_load(text) or {}
-        else:
-            try:
-                values = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"config '{path}' is not valid JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise InputError(f"config '{path}' must hold a mapping of settings")
+    values = read_config(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainSettings.from_dict(values)
 

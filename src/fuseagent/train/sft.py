@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .config import read_config
 
 __all__ = ["SFTSettings", "Example", "ExampleSet", "load_config", "parse_overrides", "settings_from",
            "examples_from_records", "split_examples", "sft_loss", "evaluate_plans", "plan_scorer", "evaluate_dataset",
@@ -46,27 +47,8 @@ FORBIDDEN = ("vifb", "mefb", "lytro")
 
 
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
-    """Settings from a JSON (or YAML) file; an empty mapping for None."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config file not found: '{path}'")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise InputError("YAML configs need PyYAML; or use a .json config") from None
-        values = yaml.safe_load(text) or {}
-    else:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config '{path}' is not valid JSON: {exc}") from None
-    if not isinstance(values, dict):
-        raise InputError(f"config '{path}' must hold a mapping of settings")
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+    """Settings from a JSON (or YAML) file; an empty mapping for None (see :func:`read_config`)."""
+    return read_config(path)
 
 
 def settings_from(cls: type, values: Mapping[str, Any]) -> Any:
