@@ -85,14 +85,19 @@ def run(args: argparse.Namespace) -> int:
         from ..report import write_report
 
         write_report(agent_result, args.report, inputs=[Path(p).name for p in args.images])
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    size = f"{result.fused.shape[1]}x{result.fused.shape[0]}"
     if agent_result is not None:
+        # the accepted steps were run (and timed) during the agent's search; ``result`` replays them from cache
         rolled = sum(1 for s in agent_result.steps if s.status == "rolled_back")
         print(f"planner {agent_result.planner}: {agent_result.trajectory} ({agent_result.tool_calls} tool calls, "
               f"{rolled} rolled back)")
+        print(f"wrote {out} ({size}) in {agent_result.seconds:.2f}s: tools {agent_result.tool_seconds:.2f}s, "
+              f"perception {agent_result.perception_seconds:.2f}s, reflection {agent_result.reflection_seconds:.2f}s")
+        return 0
     steps = ", ".join(f"{s.tool} {s.seconds:.2f}s" for s in result.steps)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {result.seconds:.2f}s: {steps}")
+    print(f"wrote {out} ({size}) in {result.seconds:.2f}s: {steps}")
     return 0
 
 
