@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import to_gray
 from .base import ImageTool, ToolCard, ToolResult, register_tool
+from .deblur_sr import motion_psf
 from .filters import box_mean, check_integer, check_number, guided_filter
 
 __all__ = [
@@ -174,22 +175,9 @@ class ColourAttenuationDehaze(ImageTool):
 # ---------------------------------------------------------------------------------------- derain
 
 def _line_kernel(length: int, angle: float) -> np.ndarray:
-    """Normalised anti-aliased line of ``length`` pixels at ``angle`` degrees from vertical."""
-    size = length if length % 2 else length + 1
-    kernel = np.zeros((size, size), np.float32)
-    centre = size // 2
-    half = (length - 1) / 2.0
-    dx, dy = np.sin(np.radians(angle)) * half, np.cos(np.radians(angle)) * half
-    steps = max(2 * length, 2)
-    for s in np.linspace(-1.0, 1.0, steps):
-        x, y = centre + s * dx, centre + s * dy
-        x0, y0 = int(np.floor(x)), int(np.floor(y))
-        fx, fy = x - x0, y - y0
-        for xi, yi, w in ((x0, y0, (1 - fx) * (1 - fy)), (x0 + 1, y0, fx * (1 - fy)),
-                          (x0, y0 + 1, (1 - fx) * fy), (x0 + 1, y0 + 1, fx * fy)):
-            if 0 <= xi < size and 0 <= yi < size:
-                kernel[yi, xi] += w
-    return kernel / kernel.sum()
+    """Normalised anti-aliased line spanning ``length`` pixels at ``angle`` degrees from vertical
+    (the motion PSF of the deblurring tools, whose angle is measured from the x axis)."""
+    return motion_psf(max(length - 1, 1), angle - 90.0)
 
 
 def _line_mask(length: int, angle: float) -> np.ndarray:
