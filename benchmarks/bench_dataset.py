@@ -109,7 +109,7 @@ def stats_mode(args: argparse.Namespace) -> None:
 
 def throughput_mode(args: argparse.Namespace) -> None:
     out = Path(args.out) / "throughput"
-    suites = make_suites(out / "suites", args.n, args.max_side, args.seed + 1)
+    suites = make_suites(out / f"suites-n{args.n}", args.n, args.max_side, args.seed + 1)
     options = SearchOptions(top_k=3, max_prefixes=args.max_prefixes)
     walls, loads = {}, {}
     records = {}

@@ -85,18 +85,23 @@ def modalities(target: str | None, fusion_task: str) -> tuple[str, ...]:
     return ("ir", "vis")
 
 
-def models_for(task: str, fusion_task: str, target: str | None = None, *, available_only: bool = True) -> list[str]:
+def models_for(task: str, fusion_task: str, target: str | None = None, *, available_only: bool = True,
+               ablations: bool = False) -> list[str]:
     """Models of protocol ``task`` that suit ``fusion_task`` and the image kinds ``target`` touches
-    (see :func:`modalities`), in the library's preference order.
+    (see :func:`modalities`), in the library's preference order. Ablation variants
+    (``card.ablation_of``) are research instruments, left out unless ``ablations``.
 
     Example:
         >>> "nlm" in models_for("denoise", "ivif")
         True
+        >>> [m for m in models_for("fusion", "ivif", available_only=False) if m.startswith("ivtfuse")]
+        ['ivtfuse']
     """
     load_builtin_tools()
     kinds = modalities(target, fusion_task) if task != "fusion" else ()
     entries = [e for e in TOOLS if e.card.task == task and fusion_task in e.card.fusion_tasks
                and all(k in e.card.modalities for k in kinds)
+               and (ablations or e.card.ablation_of is None)
                and (not available_only or e.factory.available())]
     preferred = FUSION_PREFERRED.get(fusion_task, ()) if task == "fusion" else PREFERRED.get(task, ())
 

@@ -64,6 +64,8 @@ class ToolCard:
         licence: licence of the method's implementation or weights.
         credit: reference to cite.
         params: documented parameters and their defaults.
+        ablation_of: for an ablation variant of another tool (a research instrument), that tool's
+            model; planners leave such variants out of their choices, the protocol still runs them.
     """
 
     task: str
@@ -79,6 +81,7 @@ class ToolCard:
     licence: str = "Apache-2.0 (fuseagent implementation)"
     credit: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    ablation_of: str | None = None
 
     @property
     def name(self) -> str:

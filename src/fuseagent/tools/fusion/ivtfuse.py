@@ -139,6 +139,7 @@ class IVTFuseNoText(IVTFuseFusion):
         task="fusion", model="ivtfuse_notext",
         description="IVTFuse ablation: learned queries instead of text", inputs="stack", fusion_tasks=("ivif",),
         modalities=("vis", "ir"), colour="native", cost="high", requires=("torch",), credit=_CREDIT, params=_PARAMS,
+        ablation_of="ivtfuse",
     )
 
 
@@ -151,6 +152,7 @@ class IVTFuseNoFSA(IVTFuseFusion):
         task="fusion", model="ivtfuse_nofsa",
         description="IVTFuse ablation: no frequency strip attention", inputs="stack", fusion_tasks=("ivif",),
         modalities=("vis", "ir"), colour="native", cost="high", requires=("torch",), credit=_CREDIT, params=_PARAMS,
+        ablation_of="ivtfuse",
     )
 
 
@@ -163,4 +165,5 @@ class IVTFuseNoHPA(IVTFuseFusion):
         task="fusion", model="ivtfuse_nohpa",
         description="IVTFuse ablation: no hybrid pooling attention", inputs="stack", fusion_tasks=("ivif",),
         modalities=("vis", "ir"), colour="native", cost="high", requires=("torch",), credit=_CREDIT, params=_PARAMS,
+        ablation_of="ivtfuse",
     )
