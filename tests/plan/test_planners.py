@@ -40,9 +40,33 @@ class TestRegistry:
 
 
 class TestPredefined:
-    def test_is_the_fixed_pipeline(self):
+    def test_blind_template(self):
         for task in PREDEFINED:
-            assert create_planner("predefined").plan(ctx(task)).text() == PREDEFINED[task] == predefined_plan(task).text()
+            assert predefined_plan(task).text() == PREDEFINED[task]
+
+    def test_nothing_found_fuses_directly(self):
+        for task, fusion in (("ivif", "gff"), ("mef", "mertens"), ("mff", "focus")):
+            assert create_planner("predefined").plan(ctx(task, Findings())).text() == f"[task:fusion][model:{fusion}]"
+
+    def test_findings_fill_the_template_with_fixed_models_in_canonical_order(self):
+        findings = Findings({"ir": {"noise": 2, "stripe": 3}, "vis": {"low_light": 4, "noise": 1, "haze": 2}},
+                            {"misalignment": 2})
+        assert create_planner("predefined").plan(ctx("ivif", findings)).text() == (
+            "[task:destripe][model:column][on:ir] -> [task:denoise][model:nlm] -> [task:dehaze][model:dcp][on:vis] -> "
+            "[task:lighten][model:clahe][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:gff]")
+
+    def test_ignores_experience(self):
+        from fuseagent.plan.experience import Experience
+
+        exp = Experience()
+        for _ in range(4):
+            exp.add_tool("mef", "denoise", "tv", failed=False, gain=0.1)
+            exp.add_tool("mef", "denoise", "nlm", failed=True, gain=-0.1)
+            exp.add_fusion("mef", "spd", won=True, score=1.0)
+        findings = Findings({"a": {"noise": 3}, "b": {"noise": 3}}, {"misalignment": 2})
+        fixed = "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:mertens]"
+        assert create_planner("predefined").plan(ctx("mef", findings, experience=exp)).text() == fixed
+        assert create_planner("expert").plan(ctx("mef", findings, experience=exp)).text() != fixed
 
 
 class TestExpert:

@@ -4,7 +4,7 @@ Every planner speaks the same protocol (``<think>…</think><answer>[task:x][mod
 and is built by name with :func:`create_planner`:
 
 ============== ===============================================================================
-``predefined`` fixed restore → register → fuse pipeline with fixed models
+``predefined`` fixed restore → register → fuse template, filled in from the findings, fixed models
 ``random``     the perceived tasks in random order with random models (ablation)
 ``random-order`` random order, the expert's models (ablation)
 ``random-model`` the expert's order, random models (ablation)

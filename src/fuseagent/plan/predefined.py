@@ -1,15 +1,24 @@
 """The pre-defined pipeline: restore → register → fuse with fixed models, per fusion task.
 
-It ignores the images: it is the baseline every adaptive planner must beat, and what
-``fuseagent fuse`` runs when given no plan.
+Two forms of one template:
+
+* :func:`predefined_plan` — the template itself, blind to the images (denoise, register, fuse with
+  the fixed models of :data:`PREDEFINED`); what ``fuseagent fuse`` runs when given no plan;
+* the ``predefined`` planner — the template instantiated with the perception findings: every
+  perceived degradation is restored with its task's fixed model, in the fixed canonical restore →
+  align order, the pair is registered when perception finds it misaligned, and the task's fixed
+  operator fuses. No experience, no choice among models, no reordering: the baseline that the
+  adaptive planners (``expert``, ``vlm``, ``learned``) must beat, and that the random planners
+  (same findings, random order and/or models) are ablations of.
 """
 
 from __future__ import annotations
 
-from ..protocol import Trajectory, parse_response, roles_for
+from ..protocol import Action, Trajectory, parse_response, roles_for
 from .base import PlanContext, Planner, PlannerCard, register_planner
+from .library import CANONICAL_ORDER, applicable_actions, order_actions
 
-__all__ = ["PREDEFINED", "predefined_plan", "PredefinedPlanner", "FixedPlanner"]
+__all__ = ["PREDEFINED", "predefined_plan", "predefined_actions", "PredefinedPlanner", "FixedPlanner"]
 
 #: fixed trajectories; denoising strength follows the estimated noise, so clean inputs are barely touched
 PREDEFINED: dict[str, str] = {
@@ -31,21 +40,47 @@ def predefined_plan(task: str) -> Trajectory:
     return Trajectory(parse_response(PREDEFINED[task]).actions, think)
 
 
-@register_planner
-class PredefinedPlanner(Planner):
-    """The fixed restore → register → fuse pipeline of :data:`PREDEFINED` (ignores the images).
+def predefined_actions(context: PlanContext) -> list[Action]:
+    """The template's steps for the findings of ``context``: perceived restorations with the fixed
+    models (the library's first choice; :data:`PREDEFINED`'s for its tasks), in canonical order.
 
     Example:
-        >>> from fuseagent.plan.base import PlanContext
-        >>> PredefinedPlanner().plan(PlanContext.create("ivif")).text() == PREDEFINED["ivif"]
-        True
+        >>> from fuseagent.plan.findings import Findings
+        >>> ctx = PlanContext.create("ivif", findings=Findings({"vis": {"noise": 2}}, {"misalignment": 3}))
+        >>> [a.text() for a in predefined_actions(ctx)]
+        ['[task:denoise][model:nlm][on:vis]', '[task:registration][model:ecc][on:ir]']
+    """
+    fixed = {a.task: a for a in predefined_plan(context.task).actions[:-1]}
+    actions = []
+    for action in applicable_actions(context.findings, context.task, context.roles):
+        template = fixed.get(action.task)
+        if template is None:
+            actions.append(action)
+        else:  # the template's model; registration also keeps the template's moving image
+            target = template.target if action.task == "registration" else action.target
+            actions.append(Action(action.task, template.model, target))
+    return order_actions(actions, CANONICAL_ORDER)
+
+
+@register_planner
+class PredefinedPlanner(Planner):
+    """The fixed restore → register → fuse template, instantiated with the perception findings.
+
+    Example:
+        >>> from fuseagent.plan.findings import Findings
+        >>> ctx = PlanContext.create("mef", findings=Findings({"a": {"haze": 2}, "b": {"haze": 3}}))
+        >>> PredefinedPlanner().plan(ctx).text()
+        '[task:dehaze][model:dcp] -> [task:fusion][model:mertens]'
     """
 
-    card = PlannerCard("predefined", "fixed restore -> register -> fuse pipeline with fixed models",
-                       uses_perception=False)
+    card = PlannerCard("predefined", "fixed restore -> register -> fuse pipeline with fixed models")
 
     def plan(self, context: PlanContext) -> Trajectory:
-        return predefined_plan(context.task)
+        fusion = predefined_plan(context.task).actions[-1]
+        actions = predefined_actions(context)
+        think = ("A fixed pipeline: restore what is degraded with the usual tools, align if needed, then fuse."
+                 if actions else "A fixed pipeline: nothing to restore or align, so I fuse directly.")
+        return Trajectory(tuple(actions) + (fusion,), think)
 
 
 class FixedPlanner(Planner):
