@@ -45,7 +45,7 @@ class TestPredefined:
             assert predefined_plan(task).text() == PREDEFINED[task]
 
     def test_nothing_found_fuses_directly(self):
-        for task, fusion in (("ivif", "gff"), ("mef", "mertens"), ("mff", "focus")):
+        for task, fusion in (("ivif", "gff"), ("mef", "spd_global"), ("mff", "focus")):
             assert create_planner("predefined").plan(ctx(task, Findings())).text() == f"[task:fusion][model:{fusion}]"
 
     def test_findings_fill_the_template_with_fixed_models_in_canonical_order(self):
@@ -64,7 +64,7 @@ class TestPredefined:
             exp.add_tool("mef", "denoise", "nlm", failed=True, gain=-0.1)
             exp.add_fusion("mef", "spd", won=True, score=1.0)
         findings = Findings({"a": {"noise": 3}, "b": {"noise": 3}}, {"misalignment": 2})
-        fixed = "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:mertens]"
+        fixed = "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:spd_global]"
         assert create_planner("predefined").plan(ctx("mef", findings, experience=exp)).text() == fixed
         assert create_planner("expert").plan(ctx("mef", findings, experience=exp)).text() != fixed
 

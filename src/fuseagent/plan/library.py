@@ -64,7 +64,7 @@ PREFERRED: dict[str, tuple[str, ...]] = {
 #: preferred fusion operators per fusion task
 FUSION_PREFERRED: dict[str, tuple[str, ...]] = {
     "ivif": ("gff", "laplacian", "wavelet"),
-    "mef": ("mertens", "gff", "spd"),
+    "mef": ("spd_global", "mertens", "spd", "gff"),  # MEFB non-validation scenes: see docs/FUSION.md
     "mff": ("focus", "laplacian", "gff", "wavelet"),
 }
 

@@ -23,7 +23,7 @@ __all__ = ["PREDEFINED", "predefined_plan", "predefined_actions", "PredefinedPla
 #: fixed trajectories; denoising strength follows the estimated noise, so clean inputs are barely touched
 PREDEFINED: dict[str, str] = {
     "ivif": "[task:denoise][model:nlm][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:gff]",
-    "mef": "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:mertens]",
+    "mef": "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:spd_global]",
     "mff": "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:focus]",
 }
 
@@ -70,7 +70,7 @@ class PredefinedPlanner(Planner):
         >>> from fuseagent.plan.findings import Findings
         >>> ctx = PlanContext.create("mef", findings=Findings({"a": {"haze": 2}, "b": {"haze": 3}}))
         >>> PredefinedPlanner().plan(ctx).text()
-        '[task:dehaze][model:dcp] -> [task:fusion][model:mertens]'
+        '[task:dehaze][model:dcp] -> [task:fusion][model:spd_global]'
     """
 
     card = PlannerCard("predefined", "fixed restore -> register -> fuse pipeline with fixed models")
