@@ -63,7 +63,7 @@ PREFERRED: dict[str, tuple[str, ...]] = {
 
 #: preferred fusion operators per fusion task
 FUSION_PREFERRED: dict[str, tuple[str, ...]] = {
-    "ivif": ("gff", "laplacian", "wavelet"),
+    "ivif": ("regionlp", "gff", "laplacian", "wavelet"),  # VIFB mean rank: see docs/FUSION.md
     "mef": ("spd_global", "mertens", "spd", "gff"),  # MEFB non-validation scenes: see docs/FUSION.md
     "mff": ("focus", "laplacian", "gff", "wavelet"),
 }

@@ -22,7 +22,7 @@ __all__ = ["PREDEFINED", "predefined_plan", "predefined_actions", "PredefinedPla
 
 #: fixed trajectories; denoising strength follows the estimated noise, so clean inputs are barely touched
 PREDEFINED: dict[str, str] = {
-    "ivif": "[task:denoise][model:nlm][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:gff]",
+    "ivif": "[task:denoise][model:nlm][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:regionlp]",
     "mef": "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:spd_global]",
     "mff": "[task:denoise][model:nlm] -> [task:registration][model:sift] -> [task:fusion][model:focus]",
 }
