@@ -55,6 +55,7 @@ def stats_mode(args: argparse.Namespace) -> None:
     out = Path(args.out)
     suites = make_suites(out / "suites", args.n, args.max_side, args.seed)
     options = SearchOptions(top_k=5, perturb=args.perturb)
+    shutil.rmtree(out / "dataset", ignore_errors=True)  # a cold build: the figures are of this run
     load_before = load()
     t0 = time.perf_counter()
     summary = build_dataset(suites, out / "dataset", BuildSettings(options, findings=args.findings),
