@@ -64,10 +64,10 @@ def measure(planner: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect
         wall = time.perf_counter() - t0
         rows.append({"wall": wall, "tools": result.tool_seconds, "overhead": wall - result.tool_seconds,
                      "perception": result.perception_seconds, "planning": result.planning_seconds,
-                     "reflection": result.reflection_seconds, "calls": result.tool_calls,
-                     "trajectory": result.trajectory})
+                     "reflection": result.reflection_seconds, "reflection_cpu": agent.reflector.cpu_seconds,
+                     "calls": result.tool_calls, "trajectory": result.trajectory})
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "tools", "overhead", "perception", "planning",
-                                                                  "reflection", "calls")}
+                                                                  "reflection", "reflection_cpu", "calls")}
     med["share"] = statistics.median(r["overhead"] / r["wall"] for r in rows)
     med["share_no_perception"] = statistics.median((r["overhead"] - r["perception"]) / (r["wall"] - r["perception"])
                                                    for r in rows)
@@ -89,6 +89,7 @@ def main() -> None:
     if no_perception:
         print(f"perception unavailable ({no_perception}): planners get the known findings", flush=True)
     results = {}
+    load_before = os.getloadavg()
     for planner in args.planners.split(","):
         for size in map(int, args.reflect_sizes.split(",")):
             label = f"{planner} (reflection at {size} px)"
@@ -97,7 +98,9 @@ def main() -> None:
                 findings, label = KNOWN_FINDINGS, label + ", known findings: no perception"
             results[label] = m = measure(planner, ir, vis, args.repeats, size, findings)
             print(f"{label:32s} wall {m['wall']:.3f}s tools {m['tools']:.3f}s overhead {m['overhead']:.3f}s "
-                  f"({m['share']:.1%}) perception {m['perception']:.3f}s reflection {m['reflection']:.3f}s", flush=True)
+                  f"({m['share']:.1%}) perception {m['perception']:.3f}s reflection {m['reflection']:.3f}s "
+                  f"(CPU {m['reflection_cpu']:.3f}s)", flush=True)
+    load_after = os.getloadavg()
     from _report import machine, update_section
 
     lines = ["## Agent overhead on a 640×480 pair", "",
@@ -108,20 +111,25 @@ def main() -> None:
              "noisy. Overhead = wall time of `Agent.run` plus building its trace, minus the time spent inside "
              "tools (the sum of the tools' own timings, rolled-back attempts included); it is everything the "
              "agent adds: perception, planning, reflection (thumbnails, rewards), content hashing, step "
-             "bookkeeping and the trace. Overhead share = overhead / wall time.", ""]
+             "bookkeeping and the trace. Overhead share = overhead / wall time. Reflection CPU s = the process CPU "
+             "time of the same reflection calls (on a shared machine the wall seconds also count waiting for a core).",
+             ""]
     if no_perception:
         lines += [f"Perception could not run when this was measured (`{no_perception}`): planners that use it "
                   "were given findings that lead the expert to the plan it made from perception on this pair "
                   "when perception last ran (`KNOWN_FINDINGS`), so their overhead excludes perception (0.22 s in the previous "
                   "measurement).", ""]
     lines += [
-             f"Machine: {machine()}.", "",
+             f"Machine: {machine()}; load average (1/5/15 min) "
+             f"{' / '.join(f'{v:.1f}' for v in load_before)} before and "
+             f"{' / '.join(f'{v:.1f}' for v in load_after)} after.", "",
              "| planner | trajectory | tool calls | wall s | tools s | overhead s | overhead share | share without "
-             "perception | perception s | planning s | reflection s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "perception | perception s | planning s | reflection s | reflection CPU s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for planner, m in results.items():
         lines.append(f"| {planner} | `{m['trajectory']}` | {m['calls']:.0f} | {m['wall']:.3f} | {m['tools']:.3f} | "
                      f"{m['overhead']:.3f} | {m['share']:.1%} | {m['share_no_perception']:.1%} | {m['perception']:.3f} | {m['planning']:.3f} | "
-                     f"{m['reflection']:.3f} |")
+                     f"{m['reflection']:.3f} | {m['reflection_cpu']:.3f} |")
     if args.note:
         lines += ["", args.note]
     if not args.no_write:

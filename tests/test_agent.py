@@ -12,6 +12,7 @@ from fuseagent.agent import Agent, AgentStep, ReflectionError, Reflector
 from fuseagent.errors import InputError
 from fuseagent.execute import Environment, image_hash
 from fuseagent.plan import Findings, FixedPlanner, PlanContext
+from fuseagent.plan.predefined import PREDEFINED
 from fuseagent.protocol import Action
 from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
 
@@ -81,7 +82,7 @@ class TestAgentSmoke:
     def test_predefined_run_records_and_trace(self, small_pair):
         res = Agent(planner="predefined", scorer=detail_score, perceive=False, max_candidates=2).run(*small_pair, "ivif")
         assert res.fused.shape == small_pair[0].shape
-        assert res.trajectory.endswith("[task:fusion][model:gff]")
+        assert res.trajectory.endswith(PREDEFINED["ivif"].split(" -> ")[-1])  # the planned fusion operator
         kinds = [s.kind for s in res.steps]
         assert kinds[0] == "plan" and kinds[-1] == "fusion"
         assert {s.status for s in res.steps} <= {"planned", "accepted", "rolled_back", "failed", "rescheduled", "dropped"}
@@ -240,6 +241,25 @@ class TestReflector:
         image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
         first = reflector.iqr(image)
         assert reflector.iqr(image.copy()) == first and len(reflector._iqr) == 1
+
+    def test_a_chain_of_steps_shares_analyses_and_scores_as_fresh_reflectors(self, small_pair):
+        import cv2
+
+        ir, vis = small_pair
+        denoised = cv2.GaussianBlur(vis, (5, 5), 1.0)
+        lighter = np.clip(denoised * 1.3, 0, 1).astype(np.float32)
+        states = [{"ir": ir, "vis": vis}, {"ir": ir, "vis": denoised}, {"ir": ir, "vis": lighter}]
+        reflector = Reflector(max_side=96)
+        shared = [reflector.score_step(b, a, ["vis"], "ivif", "denoise") for b, a in zip(states, states[1:])]
+        fresh = [Reflector(max_side=96).score_step(b, a, ["vis"], "ivif", "denoise")
+                 for b, a in zip(states, states[1:])]
+        assert shared == fresh
+        # the infrared analysis is computed once; step 2 reuses step 1's compatibility of the denoised image
+        assert reflector.cache.hits == 3
+        assert len(reflector._iqr) == 3  # the denoised image's intrinsic quality was computed once
+        fusion = reflector.score_fusion([ir, vis], (ir + lighter) / 2, "ivif", [s["total"] for s in shared])
+        assert fusion == Reflector(max_side=96).score_fusion([ir, vis], (ir + lighter) / 2, "ivif",
+                                                             [s["total"] for s in shared])
 
     def test_fusion_score_is_hqa(self, small_pair):
         reflector = Reflector(max_side=96)

@@ -27,7 +27,8 @@ from ..io import check_image
 from .base import MetricCard, as_sources, register_metric
 from .mefb import _gaussian_1d, _to_8bit_grid, filter_valid, matlab_rgb2gray, vif_maps
 
-__all__ = ["mef_ssim", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim", "ms_ssim_fusion", "vifp", "vifp_fusion"]
+__all__ = ["mef_ssim", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim", "ms_ssim_many", "ms_ssim_fusion", "vifp",
+           "vifp_fusion"]
 
 _WINDOW = 11
 _GAUSS = _gaussian_1d(11, 1.5)
@@ -62,10 +63,15 @@ def _stack(sources: Sequence[np.ndarray], fused: np.ndarray, name: str, min_side
 
 
 def _halve(image: np.ndarray) -> np.ndarray:
-    """MATLAB ``imfilter(x, ones(2)/4, 'symmetric', 'same')`` followed by ``x(1:2:end, 1:2:end)``."""
-    padded = np.pad(image, ((0, 1), (0, 1)), mode="symmetric")
-    mean = (padded[:-1, :-1] + padded[1:, :-1] + padded[:-1, 1:] + padded[1:, 1:]) / 4.0
-    return mean[::2, ::2]
+    """MATLAB ``imfilter(x, ones(2)/4, 'symmetric', 'same')`` followed by ``x(1:2:end, 1:2:end)``.
+
+    Only the kept samples are computed: sample ``(2i, 2j)`` averages rows ``2i, 2i + 1`` and
+    columns ``2j, 2j + 1``, the symmetric padding repeating the last row/column of an odd size.
+    """
+    rows, cols = image.shape
+    if rows % 2 or cols % 2:
+        image = np.pad(image, ((0, rows % 2), (0, cols % 2)), mode="edge")
+    return (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2]) / 4.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,20 +292,41 @@ def _pair(reference: np.ndarray, test: np.ndarray, name: str, min_side: int) -> 
 
 
 def _ms_ssim_255(x: np.ndarray, y: np.ndarray) -> float:
+    return _ms_ssim_255_many([x], y)[0]
+
+
+Moments = tuple[np.ndarray, np.ndarray]
+
+
+def _ms_ssim_255_many(references: Sequence[np.ndarray], y: np.ndarray,
+                      first_moments: Sequence[Moments | None] | None = None) -> list[float]:
+    """MS-SSIM of each reference against ``y``, the statistics of ``y`` computed once per scale.
+
+    ``first_moments`` optionally gives, per reference, its local Gaussian mean and variance at
+    full scale (``filter_valid(x)`` and ``filter_valid(x²) − mean²``) when already known.
+    """
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    values = []
+    xs = list(references)
+    known = list(first_moments) if first_moments is not None else [None] * len(xs)
+    values: list[list[float]] = [[] for _ in xs]
     for level in range(5):
-        mu_x, mu_y = filter_valid(x, _GAUSS), filter_valid(y, _GAUSS)
-        var_x = filter_valid(x * x, _GAUSS) - mu_x ** 2
+        mu_y = filter_valid(y, _GAUSS)
         var_y = filter_valid(y * y, _GAUSS) - mu_y ** 2
-        cov = filter_valid(x * y, _GAUSS) - mu_x * mu_y
-        cs = (2 * cov + c2) / (var_x + var_y + c2)
+        for k, (x, scores) in enumerate(zip(xs, values, strict=True)):
+            if level == 0 and known[k] is not None:
+                mu_x, var_x = known[k]
+            else:
+                mu_x = filter_valid(x, _GAUSS)
+                var_x = filter_valid(x * x, _GAUSS) - mu_x ** 2
+            cov = filter_valid(x * y, _GAUSS) - mu_x * mu_y
+            cs = (2 * cov + c2) / (var_x + var_y + c2)
+            if level < 4:
+                scores.append(float(cs.mean()))
+            else:
+                scores.append(float((((2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)) * cs).mean()))
         if level < 4:
-            values.append(float(cs.mean()))
-            x, y = _halve(x), _halve(y)
-        else:
-            values.append(float((((2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)) * cs).mean()))
-    return float(np.prod(np.maximum(values, 0.0) ** _MS_WEIGHTS))
+            xs, y = [_halve(x) for x in xs], _halve(y)
+    return [float(np.prod(np.maximum(scores, 0.0) ** _MS_WEIGHTS)) for scores in values]
 
 
 def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
@@ -316,6 +343,32 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     return _ms_ssim_255(ref, tst)
 
 
+def ms_ssim_many(references: Sequence[np.ndarray], test: np.ndarray,
+                 first_moments: Sequence[Moments | None] | None = None) -> list[float]:
+    """``[ms_ssim(r, test) for r in references]``, the test image's pyramid analysed once.
+
+    Args:
+        references: reference images (each the size of ``test``).
+        test: the image compared with each reference.
+        first_moments: per reference, its full-scale local mean and variance on the 0–255 luma
+            (:func:`fuseagent.metrics.structural.local_moments`, the same window) when already
+            computed, or None.
+
+    Returns:
+        One MS-SSIM per reference.
+
+    Example:
+        >>> rng = np.random.default_rng(0); x = rng.random((176, 176)).astype(np.float32)
+        >>> y = np.sqrt(x)
+        >>> ms_ssim_many([x, y], y) == [ms_ssim(x, y), ms_ssim(y, y)]
+        True
+    """
+    refs = [_pair(r, test, "ms_ssim", _WINDOW * 16)[0] for r in references]
+    if first_moments is not None and len(first_moments) != len(refs):
+        raise InputError(f"ms_ssim_many: {len(first_moments)} moments given for {len(refs)} references")
+    return _ms_ssim_255_many(refs, _luma255(test, "ms_ssim test image"), first_moments)
+
+
 def ms_ssim_fusion(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
     """Mean MS-SSIM between the fused image and each source.
 
@@ -324,7 +377,7 @@ def ms_ssim_fusion(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
         >>> round(ms_ssim_fusion([x, x], x), 6)
         1.0
     """
-    return float(np.mean([ms_ssim(s, fused) for s in as_sources(sources)]))
+    return float(np.mean(ms_ssim_many(as_sources(sources), fused)))
 
 
 def vifp(reference: np.ndarray, test: np.ndarray) -> float:

@@ -64,13 +64,20 @@ action changed with respect to the other inputs:
 
 with ``r_i`` the rewards (IQR or RQR, each in ``[0, 1]``) collected at the trajectory's steps; the
 steps term is left out when there are none.
+
+A :class:`RewardCache` shared by the rewards of one run (the agent's reflector keeps one) computes
+each image's analyses once: the other source's, each state's compatibility with it, the sources'
+SSIM moments that HQA's MS-SSIM needs again. The values are the same with or without it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -78,15 +85,15 @@ import numpy as np
 from ..errors import InputError
 from ..io import check_image, resize_to, to_gray
 from .base import MetricCard, register_metric
-from .fusion import ag, sf
-from .mefssim import mef_ssim, ms_ssim
-from .nr import brisque, niqe, piqe
-from .structural import ssim_map_mean
+from .fusion import ag, sf, to_scaled
+from .mefssim import mef_ssim, ms_ssim_many
+from .nr import _brisque_grey, _niqe_grey, _piqe_grey, gray_255
+from .structural import local_moments, ssim_map_mean, ssim_with_moments
 
 __all__ = [
     "Reward", "IntrinsicConfig", "RelationalConfig", "HQAConfig",
     "intrinsic_reward", "relational_reward", "hqa", "transform_plausibility",
-    "RELATIONAL_KINDS", "FUSION_TASKS", "Homography",
+    "RELATIONAL_KINDS", "FUSION_TASKS", "Homography", "RewardCache",
 ]
 
 RELATIONAL_KINDS = ("enhancement", "alignment", "fusion")
@@ -111,6 +118,69 @@ class Reward:
 
     def __float__(self) -> float:
         return self.value
+
+
+T = TypeVar("T")
+
+#: local Gaussian mean and variance of a 0–255 luma (:func:`~fuseagent.metrics.structural.local_moments`)
+Moments = tuple[np.ndarray, np.ndarray]
+
+
+class RewardCache:
+    """Analyses reused across the rewards of one run, keyed by image content (bounded, oldest out).
+
+    An agent rates every restoration step of a source against the same other source, every
+    candidate of a rolled-back step against the same input, and finally the fused image against
+    the sources: with one cache passed to successive :func:`relational_reward` and :func:`hqa`
+    calls, the other image's analysis, each image's compatibility with it and each source's SSIM
+    moments are computed once (the values are those computed without a cache). Images must not be
+    modified in place while a cache knows them.
+
+    Args:
+        max_entries: analyses (and content digests) kept.
+
+    Example:
+        >>> cache = RewardCache()
+        >>> rng = np.random.default_rng(0)
+        >>> a, b, o = (rng.random((32, 32)).astype(np.float32) for _ in range(3))
+        >>> first = relational_reward("enhancement", a, b, o, cache=cache)
+        >>> again = relational_reward("enhancement", a, b, o, cache=cache)
+        >>> again == first, cache.hits
+        (True, 3)
+    """
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = int(max_entries)
+        self.hits = 0
+        self._digests: OrderedDict[int, tuple[np.ndarray, str]] = OrderedDict()
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def key(self, image: np.ndarray) -> str:
+        """Content digest (shape, dtype, bytes) of ``image``, computed once per array object."""
+        known = self._digests.get(id(image))
+        if known is not None and known[0] is image:
+            self._digests.move_to_end(id(image))
+            return known[1]
+        data = np.ascontiguousarray(image)
+        hasher = hashlib.blake2b(str((data.shape, data.dtype.str)).encode(), digest_size=16)
+        hasher.update(data.reshape(-1).view(np.uint8))
+        digest = hasher.hexdigest()
+        self._digests[id(image)] = (image, digest)  # holding the array keeps its id unique
+        while len(self._digests) > self.max_entries:
+            self._digests.popitem(last=False)
+        return digest
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value stored under ``key``, computing (and storing) it the first time."""
+        if key in self._values:
+            self.hits += 1
+            self._values.move_to_end(key)
+            return self._values[key]
+        value = compute()
+        self._values[key] = value
+        while len(self._values) > self.max_entries:
+            self._values.popitem(last=False)
+        return value
 
 
 def _weighted(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
@@ -184,18 +254,20 @@ def intrinsic_reward(image: np.ndarray, config: IntrinsicConfig | None = None) -
     image = _shrink(check_image(image), config.max_side)
     weights = config.weights()
     terms: dict[str, float] = {}
+    # the three NR metrics start from the same 8-bit grey image: convert it once
+    grey = gray_255(image) if weights["brisque"] > 0 or weights["niqe"] > 0 or weights["piqe"] > 0 else None
     if weights["brisque"] > 0:
         try:
-            terms["brisque"] = 1.0 - float(np.clip(brisque(image) / 100.0, 0.0, 1.0))
+            terms["brisque"] = 1.0 - float(np.clip(_brisque_grey(grey) / 100.0, 0.0, 1.0))
         except InputError:
             if min(image.shape[:2]) < 16:
                 raise
             terms["brisque"] = 0.0  # a flat image: no natural-scene statistics, the worst BRISQUE term
     if weights["niqe"] > 0 and min(image.shape[:2]) >= 96:
-        z = (niqe(image) - config.niqe_centre) / config.niqe_scale
+        z = (_niqe_grey(grey) - config.niqe_centre) / config.niqe_scale
         terms["niqe"] = float(1.0 / (1.0 + math.exp(min(z, 700.0))))
     if weights["piqe"] > 0:
-        terms["piqe"] = 1.0 - piqe(image) / 100.0
+        terms["piqe"] = 1.0 - _piqe_grey(grey) / 100.0
     luma = to_gray(image)
     if weights["exposure"] > 0:
         clipped = float(np.mean((luma <= 2 / 255) | (luma >= 253 / 255)))
@@ -256,47 +328,165 @@ def _sobel(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
-def _pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    if mask is not None:
-        a, b = a[mask], b[mask]
+def _gradient_magnitude(luma: np.ndarray) -> np.ndarray:
+    """``|∇luma|`` of the Sobel responses (``sqrt(gx² + gy²)``: ``np.hypot`` is 8× slower and the
+    values differ by at most one ulp)."""
+    gx, gy = _sobel(luma)
+    gx *= gx
+    gy *= gy
+    gx += gy
+    return np.sqrt(gx, out=gx)
+
+
+def _centred(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """``values`` minus their mean, and the sum of squares of the result (one side of a Pearson r)."""
+    centred = values - values.mean()
+    return centred, float((centred * centred).sum())
+
+
+def _pearson_centred(a: np.ndarray, centred_b: tuple[np.ndarray, float]) -> float:
+    """Pearson correlation of ``a`` with a sample already centred by :func:`_centred`."""
+    b, b_squares = centred_b
     a = a - a.mean()
-    b = b - b.mean()
-    norm = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    norm = math.sqrt(float((a * a).sum()) * b_squares)
     return float((a * b).sum() / norm) if norm > 0 else 0.0
 
 
+def _uniform_bins(values: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each value (all in ``[0, 1]``) among ``bins`` equal bins, as ``np.histogram`` assigns it.
+
+    The last bin holds 1.0; a product that misses an edge by one ulp is corrected by comparing
+    with the edges themselves, as numpy does.
+    """
+    index = (values * bins).astype(np.intp)
+    index[index == bins] -= 1
+    if bins & (bins - 1):  # with a power of two the product and the edges k / bins are exact
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        index[values < edges[index]] -= 1
+        index[(values >= edges[index + 1]) & (index != bins - 1)] += 1
+    return index
+
+
+def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
+    """``np.histogram(values, bins, (0, 1))[0]`` as float64: a bincount of the same bins.
+
+    Example:
+        >>> _histogram(np.array([0.0, 0.2, 0.5, 1.0, 1.5]), 2).tolist()
+        [2.0, 2.0]
+    """
+    values = values.ravel()
+    inside = (values >= 0.0) & (values <= 1.0)
+    if not inside.all():
+        values = values[inside]
+    return np.bincount(_uniform_bins(values, bins), minlength=bins).astype(np.float64)
+
+
+def _joint_histogram(x: np.ndarray, y: np.ndarray, bins: int, y_bins: np.ndarray | None = None) -> np.ndarray:
+    """``np.histogram2d(x, y, bins, [[0, 1], [0, 1]])[0]`` (rows: bins of ``x``), by one bincount.
+
+    ``y_bins`` optionally gives ``_uniform_bins(y, bins)`` already computed (``y`` inside ``[0, 1]``).
+
+    Example:
+        >>> _joint_histogram(np.array([0.1, 0.9, 0.9]), np.array([0.1, 0.1, 2.0]), 2).tolist()
+        [[1.0, 0.0], [1.0, 0.0]]
+    """
+    x, y = x.ravel(), y.ravel()
+    inside = (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
+    if not inside.all():
+        x, y, y_bins = x[inside], y[inside], None
+    flat = _uniform_bins(x, bins) * bins
+    flat += _uniform_bins(y, bins) if y_bins is None else y_bins
+    return np.bincount(flat, minlength=bins * bins).astype(np.float64).reshape(bins, bins)
+
+
 def _ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
-    if min(a.shape) < 11:
-        raise InputError(f"rewards: images of at least 11x11 pixels are needed, got {a.shape[1]}x{a.shape[0]}")
+    _check_ssim_size(a)
     return ssim_map_mean(a * 255.0, b * 255.0)
 
 
-def _compatibility(x: np.ndarray, other: np.ndarray, other_gradient: np.ndarray,
-                   config: RelationalConfig) -> dict[str, float]:
+def _check_ssim_size(luma: np.ndarray) -> None:
+    if min(luma.shape) < 11:
+        raise InputError(f"rewards: images of at least 11x11 pixels are needed, got {luma.shape[1]}x{luma.shape[0]}")
+
+
+def _moments_255(luma_255: np.ndarray, cache: RewardCache | None, image_key: str | None) -> Moments:
+    """SSIM local moments of a 0–255 luma, shared through ``cache`` under the source image's key.
+
+    The luma of an image at a given size is a function of the image, so ``(image_key, shape)``
+    identifies it: the moments of a source computed by one reward serve the next ones.
+    """
+    if cache is None or image_key is None:
+        return local_moments(luma_255)
+    return cache.get(("luma255.moments", image_key, luma_255.shape), lambda: local_moments(luma_255))
+
+
+@dataclass(frozen=True)
+class _ImageAnalysis:
+    """What the enhancement compatibility needs of one luma (either side), computed once per image."""
+
+    luma_255: np.ndarray | None = None
+    moments: Moments | None = None
+    gradient: tuple[np.ndarray, float] | None = None
+    histogram: np.ndarray | None = None
+    histogram_total: float = 0.0
+
+    @classmethod
+    def analyse(cls, luma: np.ndarray, config: RelationalConfig, cache: RewardCache | None = None,
+                image_key: str | None = None) -> _ImageAnalysis:
+        luma_255 = moments = gradient = histogram = None
+        total = 0.0
+        if config.ssim > 0:
+            _check_ssim_size(luma)
+            luma_255 = luma * 255.0
+            moments = _moments_255(luma_255, cache, image_key)
+        if config.gradient > 0:
+            gradient = _centred(_gradient_magnitude(luma))
+        if config.histogram > 0:
+            histogram = _histogram(luma, config.histogram_bins)
+            total = float(histogram.sum())
+        return cls(luma_255, moments, gradient, histogram, total)
+
+
+def _compatibility(x: _ImageAnalysis, other: _ImageAnalysis, config: RelationalConfig) -> dict[str, float]:
     terms: dict[str, float] = {}
     if config.ssim > 0:
-        terms["ssim"] = _ssim_luma(x, other)
+        terms["ssim"] = ssim_with_moments(x.luma_255, other.luma_255, x.moments, other.moments)
     if config.gradient > 0:
-        gx, gy = _sobel(x)
-        terms["gradient"] = _pearson(np.hypot(gx, gy), other_gradient)
+        (a, a_squares), (b, b_squares) = x.gradient, other.gradient
+        norm = math.sqrt(a_squares * b_squares)
+        terms["gradient"] = float((a * b).sum() / norm) if norm > 0 else 0.0
     if config.histogram > 0:
-        bins = config.histogram_bins
-        hx = np.histogram(x, bins=bins, range=(0.0, 1.0))[0].astype(np.float64)
-        ho = np.histogram(other, bins=bins, range=(0.0, 1.0))[0].astype(np.float64)
-        terms["histogram"] = float(np.sqrt(hx / hx.sum() * ho / ho.sum()).sum())
+        terms["histogram"] = float(np.sqrt(x.histogram / x.histogram_total * other.histogram
+                                           / other.histogram_total).sum())
     return terms
 
 
-def _enhancement(before: np.ndarray, after: np.ndarray, other: np.ndarray, config: RelationalConfig) -> Reward:
+def _enhancement(before: np.ndarray, after: np.ndarray, other: np.ndarray, config: RelationalConfig,
+                 cache: RewardCache | None = None) -> Reward:
     after_l = _luma(after, "after")
     size = after_l.shape
-    before_l = _luma(before, "before", size)
-    other_l = _luma(other, "other", size)
-    ogx, ogy = _sobel(other_l)
-    other_gradient = np.hypot(ogx, ogy)
     weights = {"ssim": config.ssim, "gradient": config.gradient, "histogram": config.histogram}
-    c_after = _compatibility(after_l, other_l, other_gradient, config)
-    c_before = _compatibility(before_l, other_l, other_gradient, config)
+    if cache is None:
+        after_a = _ImageAnalysis.analyse(after_l, config)
+        before_a = _ImageAnalysis.analyse(_luma(before, "before", size), config)
+        other_a = _ImageAnalysis.analyse(_luma(other, "other", size), config)
+        c_after = _compatibility(after_a, other_a, config)
+        c_before = _compatibility(before_a, other_a, config)
+    else:
+        keys = {"before": cache.key(before), "after": cache.key(after), "other": cache.key(other)}
+        lumas = {"before": lambda: _luma(before, "before", size), "after": lambda: after_l,
+                 "other": lambda: _luma(other, "other", size)}
+
+        def analysis(role: str) -> _ImageAnalysis:
+            return cache.get(("enhancement.image", keys[role], size, config),
+                             lambda: _ImageAnalysis.analyse(lumas[role](), config, cache, keys[role]))
+
+        def compatibility(role: str) -> dict[str, float]:
+            return cache.get(("enhancement.compatibility", keys[role], keys["other"], size, config),
+                             lambda: _compatibility(analysis(role), analysis("other"), config))
+
+        c_after = compatibility("after")
+        c_before = compatibility("before")
     gain = _weighted(c_after, weights) - _weighted(c_before, weights)
     terms = {k: _gain_to_unit(c_after[k] - c_before[k], config.tau) for k in c_after}
     terms["gain"] = gain
@@ -367,20 +557,47 @@ def transform_plausibility(homography: Homography, moving_size: tuple[int, int],
                  * math.exp(-((shift / config.shift_tolerance) ** 2)))
 
 
-def _similarity(x: np.ndarray, ref: np.ndarray, ref_gradient: tuple[np.ndarray, np.ndarray], mask: np.ndarray,
-                config: RelationalConfig) -> dict[str, float]:
+@dataclass(frozen=True)
+class _Reference:
+    """What the alignment similarity needs of the reference, computed once per reward."""
+
+    mask: np.ndarray
+    masked: np.ndarray
+    masked_bins: np.ndarray | None
+    centred: tuple[np.ndarray, float]
+    gradient: tuple[np.ndarray, np.ndarray]
+    gradient_norm: np.ndarray
+
+    @classmethod
+    def analyse(cls, luma: np.ndarray, mask: np.ndarray, config: RelationalConfig) -> _Reference:
+        masked = luma[mask]
+        inside = bool(((masked >= 0.0) & (masked <= 1.0)).all())
+        rx, ry = _sobel(luma)
+        rx, ry = rx[mask], ry[mask]
+        eps2 = config.gradient_epsilon**2
+        return cls(mask, masked, _uniform_bins(masked, _MI_BINS) if inside else None, _centred(masked), (rx, ry),
+                   rx * rx + ry * ry + eps2)
+
+
+#: bins of the luma axes of the joint histogram of the alignment's mutual information
+_MI_BINS = 64
+
+
+def _similarity(x: np.ndarray, ref: _Reference, config: RelationalConfig) -> dict[str, float]:
     terms: dict[str, float] = {}
+    masked = x[ref.mask]
     if config.ncc > 0:
-        terms["ncc"] = abs(_pearson(x, ref, mask))
+        terms["ncc"] = abs(_pearson_centred(masked, ref.centred))
     if config.orientation > 0:
         gx, gy = _sobel(x)
-        rx, ry = ref_gradient
+        gx, gy = gx[ref.mask], gy[ref.mask]
+        rx, ry = ref.gradient
         eps2 = config.gradient_epsilon**2
-        dot = (gx * rx + gy * ry)[mask]
-        norms = ((gx * gx + gy * gy + eps2) * (rx * rx + ry * ry + eps2))[mask]
+        dot = gx * rx + gy * ry
+        norms = (gx * gx + gy * gy + eps2) * ref.gradient_norm
         terms["orientation"] = float(np.mean(dot * dot / norms))
     if config.mutual_information > 0:
-        joint = np.histogram2d(x[mask], ref[mask], bins=64, range=[[0.0, 1.0], [0.0, 1.0]])[0]
+        joint = _joint_histogram(masked, ref.masked, _MI_BINS, ref.masked_bins)
         joint /= joint.sum()
         terms["mutual_information"] = _normalised_mi(joint)
     return terms
@@ -420,10 +637,10 @@ def _alignment(before: np.ndarray, after: np.ndarray, other: np.ndarray, transfo
     mask = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE).astype(bool)
     if mask.sum() < 16:
         return Reward(0.0, {"gain": -1.0, "plausibility": 0.0})
-    ref_gradient = _sobel(ref_l)
+    reference = _Reference.analyse(ref_l, mask, config)
     weights = {"ncc": config.ncc, "orientation": config.orientation, "mutual_information": config.mutual_information}
-    s_after = _similarity(after_l, ref_l, ref_gradient, mask, config)
-    s_before = _similarity(before_l, ref_l, ref_gradient, mask, config)
+    s_after = _similarity(after_l, reference, config)
+    s_before = _similarity(before_l, reference, config)
     gain = _weighted(s_after, weights) - _weighted(s_before, weights)
     plausibility = 1.0
     if transform is not None:
@@ -434,13 +651,15 @@ def _alignment(before: np.ndarray, after: np.ndarray, other: np.ndarray, transfo
     return Reward(_gain_to_unit(gain, config.alignment_tau) * plausibility, terms)
 
 
-def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config: RelationalConfig) -> Reward:
+def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config: RelationalConfig,
+            cache: RewardCache | None = None) -> Reward:
     if isinstance(sources, np.ndarray) or len(sources) < 2:
         raise InputError("fusion reward: 'before' must be a sequence of at least 2 source images")
     if task not in FUSION_TASKS:
         raise InputError(f"fusion reward: unknown task '{task}', expected one of {', '.join(FUSION_TASKS)}")
     fused = check_image(fused, "fused")
     size = fused.shape[:2]
+    keys = [cache.key(s) for s in sources] if cache is not None else [None] * len(sources)
     sources = [check_image(s, f"source {i}") for i, s in enumerate(sources)]
     for i, s in enumerate(sources):
         if s.shape[:2] != size:
@@ -453,16 +672,26 @@ def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config:
         if task == "mef" and min(size) >= 44:
             terms["structure"] = float(np.clip(mef_ssim(lumas, fused_l), 0.0, 1.0))
         else:
-            similar = [ms_ssim(s, fused_l) if min(size) >= 176
-                       else _ssim_luma(s.astype(np.float64), fused_l.astype(np.float64)) for s in lumas]
+            if min(size) >= 176:
+                first = None
+                if cache is not None:  # the sources' full-scale moments, shared with the steps' rewards
+                    first = [_moments_255(luma.astype(np.float64) * 255.0, cache, key)
+                             for luma, key in zip(lumas, keys, strict=True)]
+                similar = ms_ssim_many(lumas, fused_l, first)
+            else:
+                similar = [_ssim_luma(s.astype(np.float64), fused_l.astype(np.float64)) for s in lumas]
             clipped = np.clip(similar, 1e-6, 1.0)
             terms["structure"] = float(np.exp(np.mean(np.log(clipped))))
+    if config.spatial_frequency > 0 or config.average_gradient > 0:
+        # converted to the metrics' 0–255 scale once for the six calls below (the same values)
+        lumas_255 = [to_scaled(s, f"source {i}") for i, s in enumerate(lumas)]
+        fused_255 = to_scaled(fused_l, "fused")
     if config.spatial_frequency > 0:
-        best = max(sf(lumas, s) for s in lumas)
-        terms["spatial_frequency"] = min(1.0, sf(lumas, fused_l) / best) if best > 0 else 1.0
+        best = max(sf(lumas_255, s) for s in lumas_255)
+        terms["spatial_frequency"] = min(1.0, sf(lumas_255, fused_255) / best) if best > 0 else 1.0
     if config.average_gradient > 0:
-        best = max(ag(lumas, s) for s in lumas)
-        terms["average_gradient"] = min(1.0, ag(lumas, fused_l) / best) if best > 0 else 1.0
+        best = max(ag(lumas_255, s) for s in lumas_255)
+        terms["average_gradient"] = min(1.0, ag(lumas_255, fused_255) / best) if best > 0 else 1.0
     if config.iqa > 0:
         terms["iqa"] = intrinsic_reward(fused, config.intrinsic).value
     weights = {"structure": config.structure, "spatial_frequency": config.spatial_frequency,
@@ -473,7 +702,7 @@ def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config:
 def relational_reward(kind: str, before: np.ndarray | Sequence[np.ndarray], after: np.ndarray,
                       other: np.ndarray | None = None, *, transform: Homography | None = None,
                       valid: np.ndarray | None = None, task: str = "ivif",
-                      config: RelationalConfig | None = None) -> Reward:
+                      config: RelationalConfig | None = None, cache: RewardCache | None = None) -> Reward:
     """Relational quality reward (RQR) of one action (see the module docstring for the formulas).
 
     Args:
@@ -488,6 +717,8 @@ def relational_reward(kind: str, before: np.ndarray | Sequence[np.ndarray], afte
             masks are thresholded at 0.5). With fewer than 16 valid pixels the reward is 0.
         task: fusion only: ``"ivif"``, ``"mef"`` or ``"mff"`` (MEF uses MEF-SSIM for structure).
         config: weights and normalisation; defaults to :class:`RelationalConfig()`.
+        cache: a :class:`RewardCache` shared by successive calls (enhancement and fusion: the
+            same values, each image analysed once).
 
     Returns:
         :class:`Reward` in ``[0, 1]``; 0.5 = no change for enhancement and alignment.
@@ -505,13 +736,13 @@ def relational_reward(kind: str, before: np.ndarray | Sequence[np.ndarray], afte
     """
     config = config or RelationalConfig()
     if kind == "fusion":
-        return _fusion(before, after, task, config)  # type: ignore[arg-type]
+        return _fusion(before, after, task, config, cache)  # type: ignore[arg-type]
     if kind not in RELATIONAL_KINDS:
         raise InputError(f"relational reward: unknown kind '{kind}', expected one of {', '.join(RELATIONAL_KINDS)}")
     if other is None:
         raise InputError(f"relational reward '{kind}' needs the other image (other=...)")
     if kind == "enhancement":
-        return _enhancement(np.asarray(before), after, other, config)
+        return _enhancement(np.asarray(before), after, other, config, cache)
     return _alignment(np.asarray(before), after, other, transform, valid, config)
 
 
@@ -534,7 +765,7 @@ class HQAConfig:
 
 
 def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence[float | Reward] = (), *,
-        task: str = "ivif", config: HQAConfig | None = None) -> Reward:
+        task: str = "ivif", config: HQAConfig | None = None, cache: RewardCache | None = None) -> Reward:
     """Holistic quality assessment (HQA) of a trajectory's result, used to rank trajectories.
 
     Args:
@@ -543,6 +774,8 @@ def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence
         step_rewards: rewards in ``[0, 1]`` collected at its steps (IQR / RQR); may be empty.
         task: ``"ivif"``, ``"mef"`` or ``"mff"``.
         config: weights; defaults to :class:`HQAConfig()`.
+        cache: a :class:`RewardCache` shared with the trajectory's step rewards (the same value;
+            the sources' analyses are reused).
 
     Returns:
         :class:`Reward` with the fusion terms, ``fusion`` (its combined value) and ``steps``.
@@ -551,7 +784,7 @@ def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence
         InputError: a step reward outside ``[0, 1]``.
     """
     config = config or HQAConfig()
-    fusion = _fusion(sources, fused, task, config.relational)
+    fusion = _fusion(sources, fused, task, config.relational, cache)
     terms = {**fusion.terms, "fusion": fusion.value}
     weights = {"fusion": config.fusion}
     values = [float(r) for r in step_rewards]

@@ -22,7 +22,7 @@ from .base import MetricCard, register_metric
 from .fusion import _per_channel, register_pair
 from .mefb import _gaussian_1d, filter_valid
 
-__all__ = ["ssim", "ssim_vifb", "qabf", "nabf", "qcb", "qcv", "ssim_map_mean"]
+__all__ = ["ssim", "ssim_vifb", "qabf", "nabf", "qcb", "qcv", "ssim_map_mean", "local_moments", "ssim_with_moments"]
 
 T = TypeVar("T")
 
@@ -72,10 +72,39 @@ def ssim_map_mean(a: np.ndarray, b: np.ndarray) -> float:
     h, w = a.shape
     if h < 11 or w < 11:
         raise InputError(f"SSIM needs images of at least 11x11 pixels, got {w}x{h}")
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    return ssim_with_moments(a, b, _memo("ssim", a, _local_moments), _local_moments(b))
 
-    mu_a, var_a = _memo("ssim", a, _local_moments)
-    mu_b, var_b = _local_moments(b)
+
+def local_moments(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local Gaussian mean and variance of a 0–255 channel, as :func:`ssim_map_mean` uses them.
+
+    Computing them once lets :func:`ssim_with_moments` compare many images with the same one.
+
+    Example:
+        >>> mu, var = local_moments(np.full((16, 16), 3.0))
+        >>> mu.shape, round(float(mu[0, 0]), 9), abs(float(var[0, 0])) < 1e-9
+        ((6, 6), 3.0, True)
+    """
+    if min(channel.shape) < 11:
+        raise InputError(f"SSIM needs images of at least 11x11 pixels, got {channel.shape[1]}x{channel.shape[0]}")
+    return _local_moments(channel)
+
+
+def ssim_with_moments(a: np.ndarray, b: np.ndarray, moments_a: tuple[np.ndarray, np.ndarray],
+                      moments_b: tuple[np.ndarray, np.ndarray]) -> float:
+    """:func:`ssim_map_mean` of ``a`` and ``b`` given their :func:`local_moments` (the same value).
+
+    The formula is symmetric: ``ssim_with_moments(b, a, mb, ma)`` is the same number.
+
+    Example:
+        >>> x = np.random.default_rng(0).random((16, 16)) * 255
+        >>> y = np.sqrt(x) * 16
+        >>> ssim_with_moments(x, y, local_moments(x), local_moments(y)) == ssim_map_mean(x, y)
+        True
+    """
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, var_a = moments_a
+    mu_b, var_b = moments_b
     ab = mu_a * mu_b
     aa, bb = mu_a * mu_a, mu_b * mu_b
     cov = _valid_blur(a * b) - ab
