@@ -24,7 +24,7 @@ CROPS = {"mff": (0.35, 0.65, 0.3, 0.6)}
 
 #: task → (shown image, our operators to show)
 CHOICES = {
-    "ivif": ("kettle", ["gff", "laplacian"]),
+    "ivif": ("kettle", ["regionlp", "gff"]),
     "mef": ("Window2", ["spd_global"]),
     "mff": ("lytro_05", ["focus"]),
 }

@@ -18,6 +18,7 @@ from fuseagent.io import read_image, rgb_to_ycbcr
 from fuseagent.metrics import create_metric
 from fuseagent.tools import create_tool, list_tools, tool_card
 from fuseagent.tools.fusion import RegionPyramidFusion, region_decision, region_pyramid_fuse
+from fuseagent.tools.fusion.region import thermal_targets
 
 
 def synthetic_pair(h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ class TestRegionPyramidFusion:
         card = tool_card("fusion.regionlp")
         assert card.fusion_tasks == ("ivif",)
         assert card.colour == "native"
-        assert card.params == {"window": 0.25, "levels": 4, "fine_gain": 1.2, "mid_gain": 1.1}
+        assert card.params == {"window": 0.25, "levels": 4, "fine_gain": 1.2, "mid_gain": 1.1, "target_contrast": 0.06}
         assert RegionPyramidFusion.max_inputs == 2
 
     def test_grey_pair_gives_grey_float_image(self) -> None:
@@ -133,3 +134,35 @@ class TestRegionPyramidFusion:
 
 #: values of this implementation on ``synthetic_pair()`` (regression reference)
 REFERENCE: dict = {"decision_mean": 0.236328125, "mean": 0.443011, "std": 0.171337, "pixels": [0.4373, 0.9042, 0.2934]}
+
+
+class TestThermalTargets:
+    """A small warm object inside a region that the visible image wins is kept by the target term."""
+
+    @staticmethod
+    def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        yy, xx = np.mgrid[:160, :192].astype(np.float32)
+        vis = (0.45 + 0.25 * np.sin(xx * 1.3) * np.cos(yy * 0.9)).astype(np.float32)  # texture everywhere
+        target = np.zeros((160, 192), bool)
+        target[76:84, 92:100] = True
+        ir = np.where(target, 0.9, 0.3).astype(np.float32)
+        return ir, vis, target
+
+    def test_map_marks_the_object_only(self) -> None:
+        ir, vis, _ = self.scene()
+        m = thermal_targets(ir, vis)
+        assert float(m[80, 96]) == pytest.approx(0.9364, abs=1e-3)
+        assert float(m[:40].max()) == 0.0 and float(m[:, :60].max()) == 0.0
+
+    def test_object_survives_fusion_only_with_the_target_term(self) -> None:
+        ir, vis, target = self.scene()
+        assert region_decision(vis, ir).max() == 0.0  # the visible image wins the whole frame
+        with_targets = create_tool("fusion.regionlp")([ir, vis]).image
+        without = create_tool("fusion.regionlp", target_contrast=-1)([ir, vis]).image
+        assert with_targets[target].mean() > 0.75
+        assert without[target].mean() < 0.5
+
+    def test_bad_contrast(self) -> None:
+        ir, vis, _ = self.scene()
+        with pytest.raises(InputError, match="target_contrast"):
+            create_tool("fusion.regionlp", target_contrast=2)([ir, vis])
