@@ -19,8 +19,9 @@ from fuseagent.perceive import perceive, severity_to_value
 from fuseagent.perceive.align import estimate_alignment
 from fuseagent.perceive.features import (FEATURE_NAMES, estimate_blockiness, estimate_blur_width, estimate_haze_density,
                                          estimate_noise, estimate_precipitation, estimate_stripe, highlight_clipping,
-                                         image_features, interpolation_periodicity, oriented_streak_energy)
-from fuseagent.perceive.model import load_model
+                                         histogram_combing, image_features, interpolation_periodicity, luminance,
+                                         oriented_streak_energy)
+from fuseagent.perceive.model import DegradationModel, load_model
 from fuseagent.perceive.relational import complementarity, detect_motion, exposure_mismatch_ev
 from fuseagent.perceive.train import ground_truth, transform_error, tune_threshold
 
@@ -91,6 +92,23 @@ class TestEstimators:
         regions, largest, texture = highlight_clipping(change_exposure(gray, 2.0))
         clean = highlight_clipping(gray)
         assert regions > clean[0] + 0.1 and largest > clean[1] and texture < clean[2]
+
+    def test_histogram_combing_after_digital_re_exposure(self, photo):
+        from fuseagent.degrade.photometric import change_exposure
+
+        def quantised(image: np.ndarray) -> np.ndarray:
+            return (np.round(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
+
+        clean = histogram_combing(quantised(photo))
+        brighter = histogram_combing(quantised(change_exposure(quantised(photo), 1.0)))
+        darker = histogram_combing(quantised(change_exposure(quantised(photo), -1.5)))
+        # stretching the codes leaves empty ones between used ones; compressing them makes spikes
+        assert clean[0] < 0.02 and brighter[0] > 0.15
+        assert darker[1] > clean[1] + 0.03
+
+    def test_luminance_is_bt601(self, photo):
+        assert np.allclose(luminance(photo), fuseagent.io.to_gray(photo), atol=1e-5)
+        assert luminance(photo).dtype == np.float32 and luminance(photo).flags.c_contiguous
 
     def test_feature_vector_complete(self, photo):
         f = image_features(photo)
@@ -177,6 +195,41 @@ class TestTraining:
         j = types.index("noise")
         assert prob[0, j] < model.thresholds[j] < prob[1, j] and abs(severity[1, j] - 4) < 1.0
 
+    def test_ensemble_averages_and_round_trips(self, tmp_path):
+        types = tuple(fuseagent.degrade.PERCEIVED_TYPES)
+        t = len(types)
+        rng = np.random.default_rng(0)
+
+        def member(bias: float) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [(rng.normal(0, 0.1, (2, 4)), np.zeros(4)), (rng.normal(0, 0.1, (4, 2 * t)), np.full(2 * t, bias))]
+
+        first, second = member(-1.0), member(3.0)
+        names = ("noise_flat", "blur_w50")
+        model = DegradationModel(names, types, np.zeros(2), np.ones(2), first, np.full(t, 0.5), {"k": 1}, [second])
+        x = rng.random((3, 2))
+        single = DegradationModel(names, types, np.zeros(2), np.ones(2), first, np.full(t, 0.5), {})
+        other = DegradationModel(names, types, np.zeros(2), np.ones(2), second, np.full(t, 0.5), {})
+        prob, severity = model.predict(x)
+        assert np.allclose(prob, (single.predict(x)[0] + other.predict(x)[0]) / 2)
+        assert np.allclose(severity, (single.predict(x)[1] + other.predict(x)[1]) / 2)
+        model.save(tmp_path / "w.npz")
+        assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # written atomically, no temporary left
+        loaded = load_model(str(tmp_path / "w.npz"))
+        assert len(loaded.extra_members) == 1 and loaded.settings == {"k": 1}
+        assert np.allclose(loaded.predict(x)[0], prob, atol=1e-5)
+        # rows of every measured feature are read by name: the model sees its two columns only
+        full = np.zeros((3, len(FEATURE_NAMES)))
+        full[:, FEATURE_NAMES.index("noise_flat")], full[:, FEATURE_NAMES.index("blur_w50")] = x[:, 0], x[:, 1]
+        assert np.allclose(loaded.predict(full)[0], prob, atol=1e-5)
+
+    def test_weights_on_unknown_features_are_refused(self, tmp_path):
+        types = tuple(fuseagent.degrade.PERCEIVED_TYPES)
+        layers = [(np.zeros((1, 2 * len(types))), np.zeros(2 * len(types)))]
+        DegradationModel(("no_such_feature",), types, np.zeros(1), np.ones(1), layers, np.full(len(types), 0.5),
+                         {}).save(tmp_path / "w.npz")
+        with pytest.raises(FuseAgentError, match="other features"):
+            load_model(str(tmp_path / "w.npz"))
+
     def test_severity_scale_round_trip(self):
         for kind in fuseagent.degrade.PERCEIVED_TYPES:
             for lvl in range(1, 6):
@@ -206,6 +259,22 @@ class TestPerceive:
         out = degrade("geometric.homography", photo, seed=0, displacement=15.0)
         rep = perceive(photo, out.image, "mef")
         assert rep.misalignment["detected"] and rep.misalignment["displacement_px"] == pytest.approx(15.0, abs=1.0)
+
+    def test_relative_exposure_is_a_pair_feature(self, photo, gray):
+        from fuseagent.degrade.photometric import change_exposure
+        from fuseagent.perceive import measure
+
+        column = FEATURE_NAMES.index("relative_ev")
+        brighter = np.clip(change_exposure(photo, 1.0, 2.2), 0, 1)
+        same_scene = measure([photo, brighter], "mff").features[:, column]
+        assert same_scene == pytest.approx([-1.0, 1.0], abs=0.15)
+        assert measure([gray, photo], "ivif").features[:, column].tolist() == [0.0, 0.0]
+        assert image_features(brighter)["relative_ev"] == 0.0
+
+    def test_small_images(self):
+        x = np.random.default_rng(0).random((20, 24)).astype(np.float32)
+        rep = perceive(x, x, "mef")
+        assert rep.misalignment["displacement_px"] == 0.0 and len(rep.images) == 2
 
     def test_paths_and_errors(self, photo, tmp_path):
         write_image(tmp_path / "a.png", photo)

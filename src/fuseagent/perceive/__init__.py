@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..io import check_image, read_image, resize_to
 from ..protocol import roles_for
 from .align import Alignment, estimate_alignment
-from .features import FEATURE_NAMES, image_features
+from .features import FEATURE_NAMES, image_features, luminance
 from .model import DegradationModel, load_model
 from .relational import MotionEstimate, complementarity, detect_motion, exposure_mismatch_ev, white_balance_mismatch
 from .report import DegradationEstimate, ImagePerception, PerceptionReport, caption_for, unit_of
@@ -88,28 +88,38 @@ def measure(images: list[np.ndarray], task: str) -> Measurements:
     if len(images) != 2:
         raise InputError(f"perception takes a pair of images, got {len(images)}")
     moving_role, ref_role = moving_and_reference(task, roles)
-    by_role = dict(zip(roles, images))
-    dicts = [image_features(im, "ir" if r == "ir" else "vis") for r, im in zip(roles, images)]
+    grays = [luminance(im) for im in images]
+    dicts = [image_features(im, "ir" if r == "ir" else "vis", gray) for r, im, gray in zip(roles, images, grays)]
     feats = np.array([[d[n] for n in FEATURE_NAMES] for d in dicts])
-    ref, mov = by_role[ref_role], by_role[moving_role]
+    i_ref, i_mov = roles.index(ref_role), roles.index(moving_role)
+    ref, mov = images[i_ref], images[i_mov]
     scale = float(np.sqrt(mov.shape[0] * mov.shape[1] / (ref.shape[0] * ref.shape[1])))
-    alignment = estimate_alignment(ref, mov)
-    # Relations are measured at a reduced size (work width 320), the moving image warped there.
+    alignment = estimate_alignment(grays[i_ref], grays[i_mov])
+    # Relations are measured at a reduced size (work width 256) on luminance, the moving image warped there.
     h, w = ref.shape[:2]
-    k = min(1.0, 320.0 / w)
+    k = min(1.0, 256.0 / w)
     sh, sw = max(16, round(h * k)), max(16, round(w * k))
     to_small = np.diag([sw / w, sh / h, 1.0])
     small_t = to_small @ alignment.transform @ np.linalg.inv(to_small)
-    ref_s = resize_to(ref, (sh, sw))
-    mov_s = resize_to(mov, (sh, sw))
-    mov_aligned = cv2.warpPerspective(mov_s, small_t, (sw, sh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                      borderMode=cv2.BORDER_REFLECT101)
+
+    def warped_small(image: np.ndarray) -> np.ndarray:
+        return cv2.warpPerspective(resize_to(image, (sh, sw)), small_t, (sw, sh),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT101)
+
+    ref_s, mov_aligned = resize_to(grays[i_ref], (sh, sw)), warped_small(grays[i_mov])
     motion = detect_motion(ref_s, mov_aligned, same_modality=task != "ivif")
     if motion.mask.shape != (h, w):
         motion.mask = cv2.resize(motion.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    first, second = (ref_s, mov_aligned) if ref_role == roles[0] else (mov_aligned, ref_s)
+    first, second = (ref_s, mov_aligned) if i_ref == 0 else (mov_aligned, ref_s)
     ev = [exposure_mismatch_ev(first, second)]
-    log_rb = white_balance_mismatch(first, second)
+    if task != "ivif":
+        # Each image's exposure relative to its partner (same scene, same modality).
+        column = FEATURE_NAMES.index("relative_ev")
+        feats[0, column], feats[1, column] = -ev[0], ev[0]
+    log_rb = None
+    if ref.ndim == 3 and mov.ndim == 3:
+        colour_ref, colour_mov = resize_to(ref, (sh, sw)), warped_small(mov)
+        log_rb = white_balance_mismatch(*((colour_ref, colour_mov) if i_ref == 0 else (colour_mov, colour_ref)))
     comp = complementarity(first, second)
     return Measurements(task, roles, images, feats, alignment, motion, ev, log_rb, comp, scale)
 

@@ -1,10 +1,11 @@
 """Fast misalignment estimate between the two images of a pair (any modality or exposure).
 
-Both images become local-contrast-normalised gradient magnitudes (comparable across infrared and
-visible, or dark and bright exposures). A coarse phase correlation finds the global shift; then
-phase correlation on a grid of tiles gives local shifts, from which a homography (or an affine /
-translation when few tiles agree) is fitted robustly; the residual is measured once more on the
-re-warped image and composed. Cost: a few milliseconds at 640×480.
+Both images become normalised gradient fields (comparable across infrared and visible, or dark and
+bright exposures) at a working width of 256 px. A coarse phase correlation finds the global shift;
+then phase correlation on a grid of tiles (all tiles at once, DFT-friendly sizes) gives local shifts,
+from which a homography (or an affine / translation when few tiles agree) is fitted robustly; the
+candidate whose warped field correlates best with the reference wins. Cost: about 10 ms of one core
+at 640×480.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ import numpy as np
 from ..io import resize_to, to_gray
 
 __all__ = ["Alignment", "estimate_alignment", "structure_map"]
+
+# Tile side = image side / grid × _TILE_OVERLAP; at most _ROUNDS rounds of tile matching, stopping
+# early when a round's correction moves the grid by less than _STOP_BELOW working-resolution px.
+# One round at 256 px matched two rounds at 320 px on synthetic homographies of TNO / RoadScene-train
+# pairs (median end-point error within 0.1 px) at about half the cost.
+_TILE_OVERLAP = 1.2
+_STOP_BELOW = 1.0
+_ROUNDS = 1
 
 
 @dataclass
@@ -55,12 +64,17 @@ def structure_map(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     g = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    m2 = gx * gx + gy * gy
+    gxx, gyy = gx * gx, gy * gy
+    m2 = gxx + gyy
     eps2 = (0.5 * float(np.median(np.sqrt(m2[::3, ::3])))) ** 2 + 1e-6
-    inv = 1.0 / (m2 + np.float32(eps2))
+    m2 += np.float32(eps2)
+    inv = np.reciprocal(m2, out=m2)
     out = np.empty(g.shape, np.complex64)
-    out.real = (gx * gx - gy * gy) * inv
-    out.imag = 2 * gx * gy * inv
+    gxx -= gyy
+    out.real = gxx * inv
+    gx *= gy
+    gx *= inv
+    out.imag = gx + gx
     return out
 
 
@@ -115,33 +129,100 @@ def _mean_disp(transform: np.ndarray, h: int, w: int) -> float:
     return float(np.linalg.norm(mapped - pts, axis=1).mean())
 
 
-def _tile_matches(ref: np.ndarray, mov: np.ndarray, grid: int, min_response: float,
-                  ref_spectra: dict[tuple[int, int], np.ndarray | None] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tile phase correlation; ``ref_spectra`` caches the reference tiles' spectra across calls."""
-    ref_spectra = {} if ref_spectra is None else ref_spectra
-    h, w = ref.shape
-    th, tw = int(h / grid * 1.5), int(w / grid * 1.5)
+def _tile_corners(h: int, w: int, grid: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """Tile height, width and top-left corners of a ``grid``×``grid`` layout of overlapping tiles."""
+    # Sizes the DFT handles fastest (small prime factors), even, and inside the image.
+    th, tw = (min(n - n % 2, cv2.getOptimalDFTSize(int(n / grid * _TILE_OVERLAP))) for n in (h, w))
     th, tw = th - th % 2, tw - tw % 2
-    window = cv2.createHanningWindow((tw, th), cv2.CV_32F).astype(np.complex64)
-    src, dst, resp = [], [], []
-    for cy in np.linspace(th / 2, h - th / 2, grid):
-        for cx in np.linspace(tw / 2, w - tw / 2, grid):
-            y0, x0 = int(round(cy - th / 2)), int(round(cx - tw / 2))
-            if (y0, x0) not in ref_spectra:
-                a = ref[y0:y0 + th, x0:x0 + tw]
-                flat = np.abs(a).mean() < 0.05
-                ref_spectra[(y0, x0)] = None if flat else np.conj(_fft2(a * window))
-            a_spectrum = ref_spectra[(y0, x0)]
-            b = mov[y0:y0 + th, x0:x0 + tw]
-            if a_spectrum is None or np.abs(b).mean() < 0.05:
-                continue
-            shift, r = _phase(b, b, window, a_spectrum)
-            if r >= min_response and np.all(np.abs(shift) < [tw / 3, th / 3]):
-                src.append([x0 + (tw - 1) / 2, y0 + (th - 1) / 2])
-                dst.append([x0 + (tw - 1) / 2 + shift[0], y0 + (th - 1) / 2 + shift[1]])
-                resp.append(r)
-    return np.array(src, np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2), np.array(resp)
+    corners = [(int(round(cy - th / 2)), int(round(cx - tw / 2)))
+               for cy in np.linspace(th / 2, h - th / 2, grid) for cx in np.linspace(tw / 2, w - tw / 2, grid)]
+    return th, tw, corners
+
+
+def _fft_tiles(tiles: np.ndarray) -> np.ndarray:
+    """2-D FFT of every tile of a ``(N, H, W)`` complex64 stack (OpenCV's DFT, tile by tile: faster
+    than one batched pocketfft call at these sizes)."""
+    tiles = np.ascontiguousarray(tiles, np.complex64)
+    out = np.empty_like(tiles)
+    n, h, w = tiles.shape
+    for i in range(n):
+        pairs = tiles[i].view(np.float32).reshape(h, w, 2)
+        out[i] = cv2.dft(pairs, flags=cv2.DFT_COMPLEX_OUTPUT).view(np.complex64)[..., 0]
+    return out
+
+
+def _ifft_tiles_real(spectra: np.ndarray) -> np.ndarray:
+    """Real part of the inverse 2-D FFT of every tile of a ``(N, H, W)`` complex64 stack."""
+    spectra = np.ascontiguousarray(spectra, np.complex64)
+    n, h, w = spectra.shape
+    out = np.empty((n, h, w), np.float32)
+    for i in range(n):
+        pairs = spectra[i].view(np.float32).reshape(h, w, 2)
+        out[i] = cv2.idft(pairs, flags=cv2.DFT_COMPLEX_OUTPUT | cv2.DFT_SCALE)[..., 0]
+    return out
+
+
+def _stack_tiles(field: np.ndarray, th: int, tw: int, corners: list[tuple[int, int]]) -> np.ndarray:
+    return np.stack([field[y0:y0 + th, x0:x0 + tw] for y0, x0 in corners])
+
+
+@dataclass
+class _ReferenceTiles:
+    """The reference's tiles, computed once per estimate: layout, window and conjugate spectra."""
+
+    th: int
+    tw: int
+    corners: list[tuple[int, int]]
+    window: np.ndarray
+    usable: np.ndarray
+    spectra: np.ndarray
+
+    @classmethod
+    def of(cls, ref: np.ndarray, grid: int) -> "_ReferenceTiles":
+        th, tw, corners = _tile_corners(*ref.shape, grid)
+        window = cv2.createHanningWindow((tw, th), cv2.CV_32F)
+        tiles = _stack_tiles(ref, th, tw, corners)
+        usable = np.abs(tiles).mean(axis=(1, 2)) >= 0.05
+        spectra = np.conj(_fft_tiles(tiles[usable] * window))
+        return cls(th, tw, corners, window, usable, spectra)
+
+
+def _tile_matches(ref: np.ndarray, mov: np.ndarray, grid: int, min_response: float,
+                  ref_tiles: _ReferenceTiles | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase correlation of every tile pair at once (the shift ``d`` of each moving tile against
+    its reference tile, with the peak's height in standard deviations of the correlation surface);
+    ``ref_tiles`` carries the reference's spectra across calls."""
+    bank = ref_tiles if ref_tiles is not None else _ReferenceTiles.of(ref, grid)
+    th, tw = bank.th, bank.tw
+    tiles = _stack_tiles(mov, th, tw, bank.corners)[bank.usable]
+    keep = np.abs(tiles).mean(axis=(1, 2)) >= 0.05
+    empty = np.zeros((0, 2), np.float64)
+    if not keep.any():
+        return empty, empty, np.zeros(0)
+    spec = bank.spectra[keep] * _fft_tiles(tiles[keep] * bank.window)
+    spec /= np.sqrt(np.abs(spec)) + np.float32(1e-6)
+    c = _ifft_tiles_real(spec)
+    n = c.shape[0]
+    flat = c.reshape(n, -1)
+    iy, ix = np.divmod(np.argmax(flat, axis=1), tw)
+    k = np.arange(n)
+    peak = c[k, iy, ix]
+
+    def subpixel(cm: np.ndarray, cp: np.ndarray) -> np.ndarray:
+        d = (cm - 2 * peak + cp).astype(np.float64)
+        safe = np.where(np.abs(d) < 1e-12, 1.0, d)
+        return np.where(np.abs(d) < 1e-12, 0.0, np.clip(0.5 * (cm - cp) / safe, -0.5, 0.5))
+
+    sy = iy + subpixel(c[k, (iy - 1) % th, ix], c[k, (iy + 1) % th, ix])
+    sx = ix + subpixel(c[k, iy, (ix - 1) % tw], c[k, iy, (ix + 1) % tw])
+    sy = np.where(sy > th / 2, sy - th, sy)
+    sx = np.where(sx > tw / 2, sx - tw, sx)
+    response = (peak - flat.mean(axis=1)) / (flat.std(axis=1) + 1e-9)
+    good = (response >= min_response) & (np.abs(sx) < tw / 3) & (np.abs(sy) < th / 3)
+    corners = np.array(bank.corners, np.float64)[bank.usable][keep][good]
+    centres = corners[:, ::-1] + [(tw - 1) / 2, (th - 1) / 2]
+    shifts = np.stack([sx[good], sy[good]], axis=1)
+    return centres.reshape(-1, 2), (centres + shifts).reshape(-1, 2), response[good].astype(np.float64)
 
 
 def _fit(src: np.ndarray, dst: np.ndarray, thresh: float) -> tuple[np.ndarray, str, int]:
@@ -168,22 +249,21 @@ def _fit(src: np.ndarray, dst: np.ndarray, thresh: float) -> tuple[np.ndarray, s
 
 def _warp_back(moving: np.ndarray, transform: np.ndarray) -> np.ndarray:
     h, w = moving.shape
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    re = cv2.warpPerspective(np.ascontiguousarray(moving.real), transform, (w, h), flags=flags,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    im = cv2.warpPerspective(np.ascontiguousarray(moving.imag), transform, (w, h), flags=flags,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return (re + 1j * im).astype(np.complex64)
+    # The complex field as a two-channel image: real and imaginary parts warped in one call.
+    pairs = np.ascontiguousarray(moving, np.complex64).view(np.float32).reshape(h, w, 2)
+    out = cv2.warpPerspective(pairs, transform, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.ascontiguousarray(out).view(np.complex64)[..., 0]
 
 
-def _similarity(ref: np.ndarray, moving: np.ndarray, transform: np.ndarray) -> float:
-    back = moving if np.array_equal(transform, np.eye(3)) else _warp_back(moving, transform)
+def _similarity(ref: np.ndarray, back: np.ndarray) -> float:
+    """Normalised correlation of the reference field with the moving field warped back onto it."""
     m = 8
     a, b = ref[m:-m, m:-m], back[m:-m, m:-m]
     return float(np.real(np.vdot(b, a)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
-def estimate_alignment(reference: np.ndarray, moving: np.ndarray, work_width: int = 320) -> Alignment:
+def estimate_alignment(reference: np.ndarray, moving: np.ndarray, work_width: int = 256) -> Alignment:
     """Transform mapping reference coordinates to moving-image coordinates.
 
     Args:
@@ -208,31 +288,35 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, work_width: in
     scale = min(1.0, work_width / w)
     sw, sh = max(32, int(round(w * scale))), max(32, int(round(h * scale)))
     sx, sy = sw / w, sh / h
-    rs = structure_map(cv2.resize(ref, (sw, sh), interpolation=cv2.INTER_AREA))
-    ms = structure_map(cv2.resize(mov, (sw, sh), interpolation=cv2.INTER_AREA))
+    ref_small = cv2.resize(ref, (sw, sh), interpolation=cv2.INTER_AREA)
+    mov_small = cv2.resize(mov, (sw, sh), interpolation=cv2.INTER_AREA)
+    rs, ms = structure_map(ref_small), structure_map(mov_small)
     # Coarse global shift at a quarter of the working size.
     cw, ch = max(32, sw // 2), max(32, sh // 2)
-    rc = structure_map(cv2.resize(ref, (cw, ch), interpolation=cv2.INTER_AREA))
-    mc = structure_map(cv2.resize(mov, (cw, ch), interpolation=cv2.INTER_AREA))
+    rc = structure_map(cv2.resize(ref_small, (cw, ch), interpolation=cv2.INTER_AREA))
+    mc = structure_map(cv2.resize(mov_small, (cw, ch), interpolation=cv2.INTER_AREA))
     shift, _ = _phase(rc, mc, cv2.createHanningWindow((cw, ch), cv2.CV_32F))
     coarse = np.eye(3)
     coarse[:2, 2] = shift * [sw / cw, sh / ch]
     candidates: list[tuple[np.ndarray, str, int, int]] = [(np.eye(3), "none", 0, 0), (coarse, "translation", 0, 0)]
+    # The moving field warped by each candidate (the last candidate is always the current estimate).
+    warped: dict[int, np.ndarray] = {0: ms}
     total = coarse
-    ref_spectra: dict[tuple[int, int], np.ndarray | None] = {}
-    for _ in range(2):
+    ref_tiles = _ReferenceTiles.of(rs, 5)
+    for _ in range(_ROUNDS):
         # Bring the moving structure map into the reference frame with the current estimate.
         back = _warp_back(ms, total)
-        src, dst, _resp = _tile_matches(rs, back, 5, 6.0, ref_spectra)
+        warped[len(candidates) - 1] = back
+        src, dst, _resp = _tile_matches(rs, back, 5, 6.0, ref_tiles)
         residual, model_i, inliers = _fit(src, dst, 1.0)
         if model_i == "none" or not np.all(np.isfinite(residual)) or abs(np.linalg.det(residual)) < 1e-6:
             break
         total = total @ residual
         candidates.append((total.copy(), model_i, inliers, len(src)))
-        # A residual this small changes the estimate by well under a full-resolution pixel.
-        if _mean_disp(residual, sh, sw) < 0.25:
+        # A residual this small changes the estimate by about a full-resolution pixel at most.
+        if _mean_disp(residual, sh, sw) < _STOP_BELOW:
             break
-    scores = [_similarity(rs, ms, c[0]) for c in candidates]
+    scores = [_similarity(rs, warped[i] if i in warped else _warp_back(ms, c[0])) for i, c in enumerate(candidates)]
     scores = [v if np.isfinite(v) else -np.inf for v in scores]
     best = int(np.argmax(scores))
     total, model, inliers, tiles = candidates[best]

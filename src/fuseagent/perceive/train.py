@@ -9,10 +9,12 @@ Settings live in ``train_config.json`` beside this module. Usage::
     python -m fuseagent.perceive.train [--config FILE] [--data ../shared/data] [--cache FILE] [--out FILE]
 
 Besides the pairs of every recipe, ``singles`` single frames with 0..2 random degradations give every
-type balanced positives. Features are cached (``--cache``; ``--refit`` re-fits from the cache in
-seconds). Per-type thresholds maximise F1 over 5-fold out-of-fold probabilities; the shipped model is
-trained on all rows. The result is ``perceive_weights.npz`` (the MLP, per-type thresholds, relational
-thresholds); it took about 10 minutes of one core on a loaded 2-core machine.
+type more positives. Features are cached (``--cache``; ``--refit`` re-fits from the cache in a few
+minutes). The classifier is an ensemble of ``members`` perceptrons; per-type thresholds maximise F1
+over 5-fold out-of-fold probabilities of the synthesised pairs (``threshold_rows``); the shipped model
+is trained on all rows. The result is ``perceive_weights.npz`` (the ensemble, per-type thresholds,
+relational thresholds), written atomically; collecting and fitting took about 10 minutes of one core
+on a loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -303,35 +305,52 @@ def _train_mlp(x: np.ndarray, present: np.ndarray, known: np.ndarray, severity: 
 
 
 def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationModel, dict[str, Any]]:
-    """Train the MLP on ``rows`` and tune every threshold; returns the model and a summary.
+    """Train the classifier on ``rows`` and tune every threshold; returns the model and a summary.
 
-    Per-type thresholds maximise F1 over out-of-fold probabilities (``folds``-fold cross-validation
-    by sample); the shipped model is then trained on all rows.
+    The classifier is an ensemble of ``members`` perceptrons (seeds ``seed``, ``seed + 1``, ...)
+    over the features not listed in ``exclude_features``. Per-type thresholds maximise F1 over
+    out-of-fold probabilities (``folds``-fold cross-validation by sample) of the rows named by
+    ``threshold_rows``: ``"pairs"`` (the synthesised pairs, whose mix of degradations is the one
+    the suites have; a type with fewer than 10 positives there falls back to every row) or
+    ``"all"``. The shipped model is then trained on all rows.
     """
     rng = np.random.default_rng(int(cfg["seed"]))
     folds = int(cfg.get("folds", 5))
     fold_of = rng.permutation(len(rows)) % folds
     t = len(TYPES)
+    excluded = set(cfg.get("exclude_features", []))
+    names = tuple(n for n in FEATURE_NAMES if n not in excluded)
+    columns = [FEATURE_NAMES.index(n) for n in names]
+    members = max(1, int(cfg.get("members", 1)))
 
     def train(subset: list[dict[str, Any]]) -> DegradationModel:
         x, y, k = _stack(subset)
+        x = x[:, columns]
         mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-        layers = _train_mlp(np.clip((x - mean) / std, -8, 8), (y > 0).astype(np.float64), k.astype(np.float64),
-                            np.maximum(y, 1).astype(np.float64), [int(h) for h in cfg["hidden"]], int(cfg["epochs"]),
-                            float(cfg["learning_rate"]), float(cfg["weight_decay"]), int(cfg["seed"]))
-        return DegradationModel(FEATURE_NAMES, TYPES, mean, std, layers, np.full(t, 0.5), {})
+        nets = [_train_mlp(np.clip((x - mean) / std, -8, 8), (y > 0).astype(np.float64), k.astype(np.float64),
+                           np.maximum(y, 1).astype(np.float64), [int(h) for h in cfg["hidden"]], int(cfg["epochs"]),
+                           float(cfg["learning_rate"]), float(cfg["weight_decay"]), int(cfg["seed"]) + m)
+                for m in range(members)]
+        return DegradationModel(names, TYPES, mean, std, nets[0], np.full(t, 0.5), {}, nets[1:])
 
-    oof_prob, oof_y, oof_k = [], [], []
+    oof_prob, oof_y, oof_k, oof_pair = [], [], [], []
     for f in range(folds):
         part = train([r for r, g in zip(rows, fold_of) if g != f])
-        xv, yv, kv = _stack([r for r, g in zip(rows, fold_of) if g == f])
+        held = [r for r, g in zip(rows, fold_of) if g == f]
+        xv, yv, kv = _stack(held)
         oof_prob.append(part.predict(xv)[0])
         oof_y.append(yv)
         oof_k.append(kv)
+        oof_pair.append(np.concatenate([np.full(r["features"].shape[0], r["task"] != "single") for r in held]))
     prob_v, yv, kv = np.concatenate(oof_prob), np.concatenate(oof_y), np.concatenate(oof_k)
+    pair_v = np.concatenate(oof_pair)
     model = train(rows)
-    thresholds = np.array([tune_threshold(prob_v[kv[:, j], j], (yv[kv[:, j], j] > 0)) if kv[:, j].any() else 0.5
-                           for j in range(t)])
+    scored = []
+    for j in range(t):
+        sel = kv[:, j] & pair_v if cfg.get("threshold_rows", "all") == "pairs" else kv[:, j]
+        scored.append(sel if int((yv[sel, j] > 0).sum()) >= 10 else kv[:, j])
+    thresholds = np.array([tune_threshold(prob_v[sel, j], (yv[sel, j] > 0)) if sel.any() else 0.5
+                           for j, sel in enumerate(scored)])
     model.thresholds = np.clip(thresholds, 0.05, 0.95)
     settings: dict[str, Any] = {"misalignment_px": {}, "motion_score": {}, "white_balance_log_rb": {}}
     for task in ("ivif", "mef", "mff"):
@@ -347,9 +366,10 @@ def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationMod
             settings["white_balance_log_rb"][task] = max(0.03, tune_threshold(
                 np.array([abs(r["est_log_rb"]) for r in wb]), np.array([abs(r["gt_log_rb"]) >= 0.06 for r in wb])))
     model.settings = json_safe(settings)
-    summary = {"images": int(len(yv)), "folds": folds, "out_of_fold": {}}
+    summary = {"images": int(len(yv)), "folds": folds, "members": members, "features": len(names),
+               "threshold_rows": cfg.get("threshold_rows", "all"), "out_of_fold": {}}
     for j, kind in enumerate(TYPES):
-        sel = kv[:, j]
+        sel = scored[j]
         p, r, f1 = f1_score(prob_v[sel, j] >= model.thresholds[j], yv[sel, j] > 0)
         summary["out_of_fold"][kind] = {"precision": round(p, 3), "recall": round(r, 3), "f1": round(f1, 3),
                                         "threshold": round(float(model.thresholds[j]), 3)}
