@@ -15,7 +15,7 @@ from fuseagent.data.rationale import check_rationale
 from fuseagent.errors import InputError
 from fuseagent.learned.policy import PolicyNet, build_vocab, save_policy
 from fuseagent.plan import Findings, PlanContext, create_planner, list_planners
-from fuseagent.plan.learned import WEIGHTS_ENV, LearnedPlanner
+from fuseagent.plan.learned import SHIPPED_WEIGHTS, WEIGHTS_ENV, LearnedPlanner
 from fuseagent.protocol import validate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
@@ -55,10 +55,11 @@ class TestRegistration:
         monkeypatch.delenv(WEIGHTS_ENV, raising=False)
         assert "learned" in list_planners()
         planner = create_planner("learned")
-        assert planner.name == "learned" and planner.weights is None
+        assert planner.name == "learned" and planner.weights == SHIPPED_WEIGHTS and planner._model is None
 
-    def test_planning_without_weights_raises_input_error(self, monkeypatch):
+    def test_planning_without_weights_raises_input_error(self, monkeypatch, tmp_path):
         monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+        monkeypatch.setattr("fuseagent.plan.learned.SHIPPED_WEIGHTS", tmp_path / "policy_sft.pt")
         with pytest.raises(InputError, match="needs its weights"):
             create_planner("learned").plan(_context("ivif"))
 
@@ -138,3 +139,29 @@ class TestAgentLoop:
         result = agent.run(*small_pair, task="ivif", findings=NOISY_VIS)
         assert result.trajectory == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
         assert result.planner == "learned"
+
+
+class TestShippedPolicy:
+    """The SFT policy shipped in ``fuseagent/weights/policy_sft.pt`` plans the bundled examples as stored."""
+
+    EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+    @pytest.mark.parametrize("task, folder, roles, findings, stored", [
+        ("ivif", "ivif/tno_08", ["ir", "vis"], Findings({"vis": {"noise": 3}}),
+         "[task:registration][model:sift][on:ir] -> [task:denoise][model:wavelet][on:vis] -> [task:fusion][model:gff]"),
+        ("mef", "mef/coffee", ["a", "b", "c"], Findings(),
+         "[task:denoise][model:nlm][on:a] -> [task:lighten][model:clahe][on:a] -> [task:fusion][model:spd_global]"),
+        ("mff", "mff/rocket", ["a", "b"], Findings({"a": {"haze": 2}, "b": {"haze": 2}}),
+         "[task:dehaze][model:dcp] -> [task:fusion][model:wavelet]"),
+    ])
+    def test_fixed_input_gives_the_stored_plan(self, monkeypatch, task, folder, roles, findings, stored):
+        from fuseagent.io import read_image
+
+        monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+        images = {r: read_image(self.EXAMPLES / folder / f"{r}.png") for r in roles}
+        plan = create_planner("learned").plan(PlanContext(task=task, roles=roles, findings=findings, images=images))
+        assert plan.text() == stored
+        assert check_rationale(plan.think) == []
+
+    def test_small_and_loaded_offline(self):
+        assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size < 3 * 1024 ** 2

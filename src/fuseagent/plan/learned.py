@@ -8,8 +8,10 @@ from its tags as the training data's rationales are written
 models of the same task and target, ranked by the policy's own probabilities at that position.
 
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
-variable ``FUSEAGENT_POLICY_WEIGHTS`` (so ``fuseagent fuse --planner learned`` and the decision
-benchmark can use it); none are shipped until a trained policy has been evaluated.
+variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy_sft.pt``
+(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 79 synthesised training pairs; its decision
+benchmark is in docs/BENCHMARKS.md). It is not the default planner: it has not yet beaten the
+``expert`` on every task.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from ..errors import InputError
 from ..protocol import Action, Trajectory
 from .base import PlanContext, Planner, PlannerCard, register_planner
 
-__all__ = ["LearnedPlanner", "WEIGHTS_ENV"]
+__all__ = ["LearnedPlanner", "WEIGHTS_ENV", "SHIPPED_WEIGHTS"]
 
 #: environment variable naming the policy weights when ``weights=`` is not given
 WEIGHTS_ENV = "FUSEAGENT_POLICY_WEIGHTS"
+
+#: the policy shipped with the package (used when neither ``weights=`` nor the variable is set)
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "policy_sft.pt"
 
 
 @register_planner
@@ -36,7 +41,7 @@ class LearnedPlanner(Planner):
 
     Args:
         weights: path of the policy weights (:func:`fuseagent.learned.policy.save_policy`); default
-            ``$FUSEAGENT_POLICY_WEIGHTS``.
+            ``$FUSEAGENT_POLICY_WEIGHTS``, else :data:`SHIPPED_WEIGHTS` when installed.
         temperature: 0 decodes greedily (deterministic); above 0 samples, seeded by the context's seed.
         threads: torch CPU threads used while planning.
 
@@ -44,10 +49,12 @@ class LearnedPlanner(Planner):
         InputError: (when planning) no weights given, or the file is not a policy.
     """
 
-    card = PlannerCard("learned", "compact vision-language policy trained by SFT + GRPO-F (needs weights=PATH)")
+    card = PlannerCard("learned", "compact vision-language policy trained by SFT (+ GRPO-F); shipped SFT weights")
 
     def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1):
         weights = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
+        if weights is None and SHIPPED_WEIGHTS.is_file():
+            weights = SHIPPED_WEIGHTS
         self.weights = Path(weights) if weights is not None else None
         self.temperature = float(temperature)
         self.threads = int(threads)
@@ -59,7 +66,7 @@ class LearnedPlanner(Planner):
         if self._model is None:
             if self.weights is None:
                 raise InputError(f"planner 'learned' needs its weights: weights=PATH or ${WEIGHTS_ENV} (train them "
-                                 "with fuseagent train sft / grpo; none are shipped yet)")
+                                 f"with fuseagent train sft / grpo; the shipped {SHIPPED_WEIGHTS.name} is missing)")
             from ..learned.policy import load_policy
 
             self._model, _ = load_policy(self.weights)
