@@ -235,7 +235,7 @@ class Reflector:
             if wi > 0:  # the intrinsic term is only computed when it weighs in
                 gain = self.iqr(a) - self.iqr(b)
                 d_iqr.append(gain)
-                intrinsic.append(0.5 + 0.5 * float(np.tanh(gain / self.tau)))
+                intrinsic.append(self.intrinsic_reward(gain))
             if a.shape[:2] != other.shape[:2]:
                 other = resize_to(other, a.shape[:2])
             rel = self._relational(protocol_task, role, b, a, other, after, info, masks, task)
@@ -246,6 +246,17 @@ class Reflector:
         i_mean = float(np.mean(intrinsic))
         return {"total": (wi * i_mean + wr * r_mean) / (wi + wr), "intrinsic": i_mean, "relational": r_mean,
                 "iqr_gain": float(np.mean(d_iqr))}
+
+    def intrinsic_reward(self, gain: float) -> float:
+        """The step's intrinsic reward for an IQR gain: ``0.5 + 0.5·tanh(gain / tau)`` (0.5 = no change)."""
+        return 0.5 + 0.5 * float(np.tanh(gain / self.tau))
+
+    def intrinsic_step(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
+                       roles: Sequence[str]) -> float:
+        """Mean intrinsic reward of a step over ``roles``, computed for any task (the step reflection
+        leaves it out for alignment steps, where it does not weigh in)."""
+        return float(np.mean([self.intrinsic_reward(self.iqr(self.thumbnail(after[r])) - self.iqr(self.thumbnail(before[r])))
+                              for r in roles]))
 
     def _relational(self, protocol_task: str, role: str, b: np.ndarray, a: np.ndarray, other: np.ndarray,
                     after: Mapping[str, np.ndarray], info: Mapping[str, Any], masks: Mapping[str, np.ndarray],

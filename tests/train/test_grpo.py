@@ -156,6 +156,11 @@ class TestEnvironmentReward:
         again = reward(record, parse_actions("[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]"))
         assert again.total == pytest.approx(denoised.total)
         assert reward.pool.cache.stats()["memory_hits"] >= 2  # the second run came from the tool-call cache
+        registered = reward(record, parse_actions("[task:registration][model:ecc][on:ir] -> [task:fusion][model:laplacian]"))
+        assert registered.error is None and registered.steps == 1  # an alignment step has no intrinsic score
+        iqr_only = EnvironmentReward(GRPOSettings(datasets=("t",), w_relational=0.0))(
+            record, parse_actions("[task:registration][model:ecc][on:ir] -> [task:fusion][model:laplacian]"))
+        assert iqr_only.error is None and 0.0 <= iqr_only.intrinsic <= 1.0  # computed when it weighs in
 
     def test_failure_earns_zero(self, tmp_path):
         record = {"key": "t/1", "task": "ivif", "roles": ["ir", "vis"], "suite_dir": str(tmp_path),
@@ -248,3 +253,15 @@ class TestCommand:
         point = saved["curve"][0]
         assert 0.0 <= point["reward"] <= point["reward_max"] <= 1.0
         assert "grpo: 1 rounds" in capsys.readouterr().out
+
+
+class TestAlignmentSteps:
+    """Registration steps have no intrinsic score in the step reflection: the reward still runs."""
+
+    def test_alignment_step_without_intrinsic(self) -> None:
+        from fuseagent.train.grpo import combine_reward
+
+        r = combine_reward([{"intrinsic": None, "relational": 0.8, "alignment": True},
+                            {"intrinsic": 0.7, "relational": 0.5}], 0.6)
+        assert r.intrinsic == 0.7 and r.relational == pytest.approx(0.65)
+        assert r.total == pytest.approx((3 * 0.6 + 1 * (0.8 + 0.6) / 2) / 4)

@@ -150,7 +150,7 @@ def combine_reward(step_scores: Sequence[Mapping[str, float]], fusion: float, *,
     """The trajectory reward from its steps' ``intrinsic``/``relational`` scores and its fusion reward.
 
     A step score with ``"alignment": True`` is judged by its relational reward alone (when
-    ``w_relational > 0``).
+    ``w_relational > 0``); its ``intrinsic`` may then be None (not computed; left out of the mean).
 
     Example:
         >>> r = combine_reward([{"intrinsic": 0.7, "relational": 0.5}], 0.6)
@@ -161,12 +161,13 @@ def combine_reward(step_scores: Sequence[Mapping[str, float]], fusion: float, *,
     """
     if not step_scores:
         return TrajectoryReward(float(fusion), fusion=float(fusion))
-    intrinsic = float(np.mean([s["intrinsic"] for s in step_scores]))
+    rated = [s["intrinsic"] for s in step_scores if s.get("intrinsic") is not None]
+    intrinsic = float(np.mean(rated)) if rated else 0.5
     relational = float(np.mean([s["relational"] for s in step_scores]))
     per_step = []
     for s in step_scores:
         wi = 0.0 if s.get("alignment") and w_relational > 0 else w_intrinsic
-        per_step.append((wi * s["intrinsic"] + w_relational * s["relational"]) / (wi + w_relational))
+        per_step.append((wi * (s["intrinsic"] if wi > 0 else 0.0) + w_relational * s["relational"]) / (wi + w_relational))
     total = (w_fusion * fusion + w_steps * float(np.mean(per_step))) / (w_fusion + w_steps)
     return TrajectoryReward(float(total), intrinsic, relational, float(fusion), len(step_scores))
 
@@ -214,9 +215,14 @@ class EnvironmentReward:
                 record_i = execution.steps[i]
                 score = self.reflector.score_step(before.images, after.images, record_i.targets, task, action.task,
                                                   record_i.info, after.masks)
-                scores.append({"intrinsic": min(1.0, max(0.0, score["intrinsic"])),
+                alignment = action.task in ALIGNMENT_TASKS
+                intrinsic = score.get("intrinsic")
+                if intrinsic is None and not (alignment and s.alignment_relational_only and s.w_relational > 0):
+                    # the step reflection skips it for alignment steps; this reward weighs it in
+                    intrinsic = self.reflector.intrinsic_step(before.images, after.images, record_i.targets)
+                scores.append({"intrinsic": None if intrinsic is None else min(1.0, max(0.0, intrinsic)),
                                "relational": min(1.0, max(0.0, score["relational"])),
-                               "alignment": s.alignment_relational_only and action.task in ALIGNMENT_TASKS})
+                               "alignment": s.alignment_relational_only and alignment})
             sources = list(execution.states[-2].images.values())
             fusion = self.reflector.score_fusion(sources, execution.fused, task)["fusion"]
         except Exception as exc:  # a trajectory that does not run on this pair earns nothing
