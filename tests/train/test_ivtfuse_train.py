@@ -22,6 +22,7 @@ from fuseagent.train.ivtfuse import (  # noqa: E402
     knockout_variant,
     learning_rate,
     load_pairs,
+    cached_embeddings,
     load_settings,
     resolve_device,
     sobel_magnitude,
@@ -56,7 +57,7 @@ def tiny_settings(root: Path, **changes) -> TrainSettings:
 class TestSettings:
     def test_shipped_config_loads(self):
         settings = load_settings(CONFIG)
-        assert settings.variant == "full" and settings.seed == 0
+        assert settings.variant == "full" and settings.seed == 1 and settings.crop == 128
         assert set(settings.datasets) == {"ivif/roadscene", "ivif/tno"}
 
     def test_overrides_and_yaml(self, tmp_path):
@@ -149,6 +150,29 @@ class TestTrainRun:
             train(tiny_settings(tmp_path), log=lambda _: None)
 
 
+class TestCachedEmbeddings:
+    def test_cache_answers_without_the_encoder(self, tmp_path, monkeypatch):
+        import fuseagent.models.text as text
+
+        calls: list[list[str]] = []
+
+        def fake_embed(captions):
+            calls.append(list(captions))
+            return {c: np.full((len(c.split()), 384), len(c), np.float32) for c in captions}
+
+        monkeypatch.setattr(text, "embed_captions", fake_embed)
+        cache = tmp_path / "embeddings.npz"
+        first = cached_embeddings(["A night  road.", "Fog."], cache)
+        assert calls == [["A night road.", "Fog."]] and set(first) == {"A night road.", "Fog."}
+        again = cached_embeddings(["Fog.", "A night road."], cache)
+        assert len(calls) == 1                                    # both read back from the file
+        assert np.array_equal(again["A night road."], first["A night road."]) and again["Fog."].shape == (1, 384)
+        cached_embeddings(["Fog.", "Snow falls."], cache)
+        assert calls[-1] == ["Snow falls."]                      # only the new caption is embedded
+        with np.load(cache) as archive:
+            assert sorted(str(c) for c in archive["captions"]) == ["A night road.", "Fog.", "Snow falls."]
+
+
 class TestKnockout:
     def test_derived_variants_keep_trained_values(self, tiny_data):
         train(tiny_settings(tiny_data, variant="full", steps=1), log=lambda _: None)
@@ -179,4 +203,8 @@ class TestCli:
                                       if k not in ("datasets", "snapshot_steps")} | {"datasets": ["ivif/toy"]}))
         assert main(["train", "ivtfuse", "--config", str(config), "--steps", "2", "--no-resume"]) == 0
         assert "trained notext: 2 steps" in capsys.readouterr().out
+        assert main(["train", "ivtfuse", "--config", str(config), "--steps", "1", "--no-resume", "--crop", "16",
+                     "--batch", "1", "--warmup", "3", "--json"]) == 0
+        settings = json.loads(capsys.readouterr().out)["settings"]
+        assert (settings["crop"], settings["batch"], settings["warmup"]) == (16, 1, 3)
         assert main(["train", "ivtfuse", "--config", str(tiny_data / "none.json")]) == 2

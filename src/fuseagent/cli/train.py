@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this many seconds of training (then checkpoint and export)")
     p.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (default: the config's, auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--crop", type=int, default=None, help="random crop side in pixels (overrides the config)")
+    p.add_argument("--batch", type=int, default=None, help="pairs per optimiser step (overrides the config)")
+    p.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (overrides the config)")
     p.add_argument("--data", dest="data_root", default=None, help="data folder holding ivif/ (default ../shared/data)")
     p.add_argument("--out", default=None, help="weight file to write (default: the shipped file of the variant)")
     p.add_argument("--run-dir", dest="run_dir", default=None, help="folder of checkpoints")
@@ -77,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.ivtfuse import load_settings, train
 
     overrides: dict[str, Any] = {k: getattr(args, k) for k in
-                                 ("variant", "steps", "time_budget_s", "device", "threads", "data_root", "out",
-                                  "run_dir")}
+                                 ("variant", "steps", "time_budget_s", "device", "threads", "crop", "batch", "warmup",
+                                  "data_root", "out", "run_dir")}
     settings = load_settings(args.config, **overrides)
     record = train(settings, resume=not args.no_resume, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:

@@ -367,6 +367,10 @@ class IVTFuse(nn.Module):
         if cfg.use_text:
             self.text_proj = nn.Sequential(nn.LayerNorm(TEXT_EMBED_DIM), nn.Linear(TEXT_EMBED_DIM, cfg.text_hidden),
                                            nn.GELU(), nn.Linear(cfg.text_hidden, cfg.text_dim))
+            # Text tokens start at the scale of the learned queries of the no-text variant: default-scale
+            # tokens give large attention scores and extreme channel weights, and training stalls.
+            nn.init.normal_(self.text_proj[-1].weight, std=0.02 / math.sqrt(cfg.text_hidden))
+            nn.init.zeros_(self.text_proj[-1].bias)
         else:
             self.queries = nn.Parameter(torch.randn(cfg.learned_queries, cfg.text_dim) * 0.02)
         self.fusion = nn.ModuleList(TextGuidedFusionBlock(cfg.channels, cfg.text_dim, cfg.heads, cfg.token_patch)

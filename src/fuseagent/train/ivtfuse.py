@@ -236,6 +236,30 @@ def load_pairs(root: Path, datasets: Sequence[str], *, perception_captions: bool
     return data
 
 
+def cached_embeddings(captions: Sequence[str], cache: Path) -> dict[str, np.ndarray]:
+    """MiniLM token embeddings of the captions, kept in an ``.npz`` file between runs.
+
+    Only captions missing from ``cache`` are embedded (MiniLM is needed only for those), so a run
+    directory prepared on one machine trains on another without the text encoder.
+    """
+    from ..io import atomic_write
+    from ..models.text import embed_captions, normalise_caption
+
+    stored: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as archive:
+            names = [str(n) for n in archive["captions"]]
+            stored = {name: archive[f"e{i}"] for i, name in enumerate(names)}
+    wanted = list(dict.fromkeys(normalise_caption(c) for c in captions))
+    missing = [c for c in wanted if c not in stored]
+    if missing:
+        stored.update(embed_captions(missing))
+        ordered = sorted(stored)
+        arrays = {f"e{i}": stored[name] for i, name in enumerate(ordered)}
+        atomic_write(cache, lambda tmp: np.savez(tmp, captions=np.array(ordered), **arrays))
+    return {c: stored[c] for c in wanted}
+
+
 def sobel_magnitude(x: Any) -> Any:
     """``|Gx| + |Gy|`` of ``(B, 1, H, W)`` tensors with 3×3 Sobel kernels (replicate borders).
 
@@ -357,7 +381,7 @@ def train(settings: TrainSettings, *, log: Callable[[str], None] = print, resume
 
     from ..io import atomic_write
     from ..models.ivtfuse import VARIANTS, IVTFuse, IVTFuseConfig, count_parameters, save_weights, weights_path
-    from ..models.text import all_scene_captions, describe_pair, embed_captions
+    from ..models.text import all_scene_captions, describe_pair
 
     torch.set_num_threads(int(settings.threads))
     device = resolve_device(settings.device)
@@ -369,7 +393,7 @@ def train(settings: TrainSettings, *, log: Callable[[str], None] = print, resume
                       caption_cache=Path(settings.run_dir) / "captions.json")
     captions = sorted({c for cs in data.captions for c in cs})
     default_caption = describe_pair(np.zeros((8, 8), np.float32), np.full((8, 8), 0.5, np.float32))
-    embeddings = (embed_captions(captions + all_scene_captions())
+    embeddings = (cached_embeddings(captions + all_scene_captions(), Path(settings.run_dir) / "embeddings.npz")
                   if VARIANTS[settings.variant].get("use_text", True) else {})
     if not embeddings:
         embeddings = {c: np.zeros((1, 384), np.float32) for c in captions}
