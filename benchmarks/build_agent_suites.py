@@ -4,7 +4,7 @@ Training suites (exploration): IVIF from RoadScene, MEF from the MEFB scenes out
 set, MFF generated from LOL's normal-light images. Test suites (decision benchmark): IVIF from VIFB,
 MEF from the 16 MEFB test scenes, MFF from Lytro.
 
-Usage: python benchmarks/build_agent_suites.py [--n 6] [--out out/suites] [--max-side 288]
+Usage: python benchmarks/build_agent_suites.py [--n 6] [--out out/suites] [--max-side 288] [--per-source 1]
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=288)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--only", nargs="*", default=list(SUITES))
+    parser.add_argument("--per-source", type=int, default=1, help="samples drawn from each source at most")
     args = parser.parse_args()
     for name in args.only:
         task, srcs = sources(name)
         seed = args.seed + (0 if name.startswith("test") else 1)
-        build_suite(task, srcs, "all", args.n, seed, Path(args.out) / name, max_side=args.max_side, progress=False)
+        build_suite(task, srcs, "all", args.n, seed, Path(args.out) / name, max_side=args.max_side, progress=False,
+                    per_source=args.per_source)
         print(f"{name}: {args.n} samples of {task} from {len(srcs)} sources", flush=True)
 
 

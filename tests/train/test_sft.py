@@ -157,6 +157,18 @@ class TestTraining:
         model, meta = load_policy(out)
         assert meta["stage"] == "sft" and model.config.hidden_dim == 32
 
+    def test_select_keeps_the_lowest_validation_loss(self, tmp_path):
+        settings = SFTSettings(datasets=("toy",), policy=TINY, steps=60, batch=8, lr=1e-2, warmup=5, log_every=10,
+                               val_fraction=0.25, perturbed=False, select="val_loss", out=str(tmp_path / "s.pt"))
+        record = train_sft(settings, records=toy_records(6), image_loader=toy_images)
+        losses = {p["step"]: p["val_loss"] for p in record["curve"]}
+        assert record["selected_step"] == min(losses, key=losses.get)
+        assert record["val"]["loss"] == pytest.approx(min(losses.values()), rel=1e-5)
+        with pytest.raises(InputError, match="select"):
+            settings_from(SFTSettings, {"datasets": ["d"], "select": "best"})
+        with pytest.raises(InputError, match="validation split"):
+            settings_from(SFTSettings, {"datasets": ["d"], "select": "val_loss", "val_fraction": 0.0})
+
     def test_same_seed_same_weights(self, tmp_path):
         outs = []
         for name in ("a", "b"):

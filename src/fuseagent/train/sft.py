@@ -105,6 +105,8 @@ class SFTSettings:
         flip: random horizontal flips of the pair (plans do not depend on them).
         seed: seed of every random choice; threads: torch CPU threads.
         log_every: steps between validation passes.
+        select: which weights are kept: ``last`` (the final step's) or ``val_loss`` (those of the
+            validation pass with the lowest loss: early stopping; needs ``val_fraction`` > 0).
         time_budget_s: stop after this many seconds (0: none).
         out: weight file; its ``.json`` sibling holds the training record, ``.png`` the curves.
     """
@@ -125,6 +127,7 @@ class SFTSettings:
     seed: int = 0
     threads: int = 1
     log_every: int = 100
+    select: str = "last"
     time_budget_s: float = 0.0
     out: str = "out/train/policy/sft.pt"
 
@@ -134,6 +137,10 @@ class SFTSettings:
             raise InputError("steps >= 0, batch >= 1, lr > 0, log_every >= 1 and threads >= 1 are required")
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError("val_fraction must lie in [0, 1)")
+        if self.select not in ("last", "val_loss"):
+            raise InputError(f"select must be 'last' or 'val_loss', got '{self.select}'")
+        if self.select == "val_loss" and self.val_fraction == 0.0:
+            raise InputError("select 'val_loss' needs a validation split (val_fraction > 0)")
 
 
 @dataclass
@@ -435,6 +442,7 @@ def train_sft(settings: SFTSettings, *, records: Sequence[Mapping[str, Any]] | N
     t0 = time.perf_counter()
     steps_done = 0
     running: list[float] = []
+    best: tuple[float, int, dict[str, Any]] | None = None  # (val loss, step, weights) when select == val_loss
     for step in range(settings.steps):
         if settings.time_budget_s and time.perf_counter() - t0 > settings.time_budget_s:
             break
@@ -458,13 +466,19 @@ def train_sft(settings: SFTSettings, *, records: Sequence[Mapping[str, Any]] | N
             running = []
             if val:
                 point.update({f"val_{k}": v for k, v in evaluate_plans(model, val).items()})
+                if settings.select == "val_loss" and (best is None or point["val_loss"] < best[0]):
+                    best = (point["val_loss"], steps_done,
+                            {k: v.detach().clone() for k, v in model.state_dict().items()})
             curve.append(point)
             if log:
                 log(json.dumps(point))
+    if best is not None:
+        model.load_state_dict(best[2])
     final_val = evaluate_plans(model, val) if val else {"n": 0}
     final_train = evaluate_plans(model, train[: 512])
     record = {"stage": "sft", "settings": asdict(settings), "data": data.stats, "train_examples": len(train),
               "val_examples": len(val), "parameters": model.parameter_count(), "steps": steps_done,
+              "selected_step": best[1] if best is not None else steps_done,
               "seconds": round(time.perf_counter() - t0, 2), "curve": curve, "val": final_val,
               "train_eval": final_train}
     out = Path(settings.out)
