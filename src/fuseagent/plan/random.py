@@ -1,17 +1,20 @@
 """Random planners: the ablations of the seed paper's Table 1.
 
-All three plan the same set of tasks as the ``expert`` (those the perception calls for) and
-randomise what the ablation studies: ``random`` the order and the models, ``random-order`` only
-the order, ``random-model`` only the models (the fusion operator included). Draws are seeded by the
-context's seed, so a run is reproducible.
+All three randomise the ``predefined`` pipeline (the fixed template instantiated with the
+perceived tasks, :func:`~fuseagent.plan.predefined.predefined_actions`) in what the ablation
+studies: ``random`` its order and its models, ``random-order`` only the order (the template's
+models), ``random-model`` only the models (the fusion operator included; the template's canonical
+order). Each is thus the fixed pipeline with one decision left to chance, and the adaptive planners
+(``expert``, ``learned``) are compared with all of them. Draws are seeded by the context's seed, so
+a run is reproducible.
 """
 
 from __future__ import annotations
 
 from ..protocol import Action, Trajectory
 from .base import PlanContext, Planner, PlannerCard, register_planner
-from .expert import expert_actions, expert_fusion
 from .library import models_for
+from .predefined import predefined_actions, predefined_plan
 
 __all__ = ["RandomPlanner", "RandomOrderPlanner", "RandomModelPlanner"]
 
@@ -22,10 +25,10 @@ class _Randomised(Planner):
 
     def plan(self, context: PlanContext) -> Trajectory:
         rng = context.rng(self.card.name)
-        actions = expert_actions(context)
+        actions = predefined_actions(context)
         if self.shuffle_order and len(actions) > 1:
             actions = [actions[i] for i in rng.permutation(len(actions))]
-        fusion = expert_fusion(context)
+        fusion = predefined_plan(context.task).actions[-1].model
         if self.random_models:
             actions = [Action(a.task, str(rng.choice(models_for(a.task, context.task, a.target))), a.target) for a in actions]
             fusion = str(rng.choice(models_for("fusion", context.task)))
@@ -42,7 +45,7 @@ class _Randomised(Planner):
 
 @register_planner
 class RandomPlanner(_Randomised):
-    """Perceived tasks in random order with random models.
+    """The predefined pipeline's tasks in random order with random models.
 
     Example:
         >>> from fuseagent.plan import Findings, PlanContext
@@ -51,20 +54,20 @@ class RandomPlanner(_Randomised):
         True
     """
 
-    card = PlannerCard("random", "perceived tasks in random order with random models (ablation)")
+    card = PlannerCard("random", "the predefined pipeline's tasks in random order with random models (ablation)")
 
 
 @register_planner
 class RandomOrderPlanner(_Randomised):
-    """Perceived tasks in random order, the expert's models."""
+    """The predefined pipeline's steps in random order (its models)."""
 
-    card = PlannerCard("random-order", "random order, the expert's models (ablation)")
+    card = PlannerCard("random-order", "the predefined pipeline's models in random order (ablation)")
     random_models = False
 
 
 @register_planner
 class RandomModelPlanner(_Randomised):
-    """The expert's order with random models."""
+    """The predefined pipeline's order with random models."""
 
-    card = PlannerCard("random-model", "the expert's order, random models (ablation)")
+    card = PlannerCard("random-model", "the predefined pipeline's order with random models (ablation)")
     shuffle_order = False
