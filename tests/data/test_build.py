@@ -184,3 +184,41 @@ class TestExecutors:
         assert (tmp_path / "ds" / "dataset.jsonl").read_bytes() == (reference_dataset / "dataset.jsonl").read_bytes()
         runs = [json.loads(line) for line in _lines(tmp_path / "ds" / "runs.jsonl")]
         assert runs[-1]["executor"] == "ray" and runs[-1]["complete"]
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing, os, sys, time
+from fuseagent.data.executors import exit_with_parent
+
+def worker(parent_pid):
+    exit_with_parent(parent_pid, poll_seconds=0.1)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=worker, args=(os.getpid(),))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(float(sys.argv[1]))
+    os._exit(0)  # the driver dies without shutting its worker down (as under SIGKILL)
+"""
+
+
+class TestWorkerLifetime:
+    def test_a_worker_ends_with_its_driver(self, tmp_path: Path) -> None:
+        script = tmp_path / "driver.py"
+        script.write_text(_ORPHAN_SCRIPT)
+        driver = subprocess.run([sys.executable, str(script), "1.5"], capture_output=True, text=True, timeout=60)
+        pid = int(driver.stdout.split()[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status = Path(f"/proc/{pid}/status")
+            try:
+                os.kill(pid, 0)
+                if status.is_file() and "\nState:\tZ" in status.read_text():
+                    break  # ended, not yet reaped by its new parent
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the worker outlived its driver by 10 s")

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["run_items", "build_one", "RAY_OBJECT_STORE_BYTES", "ray_available"]
+__all__ = ["run_items", "build_one", "exit_with_parent", "RAY_OBJECT_STORE_BYTES", "ray_available"]
 
 #: object store of a local Ray cluster: records are small, images are read by the workers themselves
 RAY_OBJECT_STORE_BYTES = 80 * 1024**2
@@ -43,10 +43,28 @@ def build_one(builder: Any, item: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                         "worker_pid": os.getpid()}
 
 
-def _init_process(settings: Any) -> None:
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """End this process (a pool worker) as soon as ``parent_pid`` is no longer its parent.
+
+    A worker whose driver was killed (``SIGTERM``, ``SIGKILL``) is re-parented; without this it
+    would go on searching the pairs already handed to it, for nobody, beside a restarted build.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_process(settings: Any, parent_pid: int) -> None:
     global _BUILDER
     from .build import PairBuilder
 
+    exit_with_parent(parent_pid)
     _single_thread()
     _BUILDER = PairBuilder(settings)
 
@@ -69,7 +87,7 @@ def _local_items(items: Sequence[Any], settings: Any, workers: int) -> Iterator[
 
     context = multiprocessing.get_context("spawn")  # fork after threads (cv2, torch) can deadlock
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_process,
-                             initargs=(settings,)) as pool:
+                             initargs=(settings, os.getpid())) as pool:
         pending = {pool.submit(_process_build, item) for item in items}
         try:
             while pending:
