@@ -17,10 +17,11 @@ from fuseagent.errors import FuseAgentError, ImageReadError, InputError
 from fuseagent.io import write_image
 from fuseagent.perceive import perceive, severity_to_value
 from fuseagent.perceive.align import estimate_alignment
-from fuseagent.perceive.features import (FEATURE_NAMES, estimate_blockiness, estimate_blur_width, estimate_haze_density,
-                                         estimate_noise, estimate_precipitation, estimate_stripe, highlight_clipping,
-                                         histogram_combing, image_features, interpolation_periodicity, luminance,
-                                         oriented_streak_energy)
+from fuseagent.perceive.features import (FEATURE_NAMES, PAIR_FEATURES, estimate_blockiness, estimate_blur_width,
+                                         estimate_haze_density, estimate_noise, estimate_precipitation, estimate_stripe,
+                                         falling_streaks, grid_blockiness, highlight_clipping, histogram_combing,
+                                         image_features, interpolation_periodicity, line_edge_widths, luminance,
+                                         oriented_streak_energy, pair_context)
 from fuseagent.perceive.model import DegradationModel, load_model
 from fuseagent.perceive.relational import complementarity, detect_motion, exposure_mismatch_ev
 from fuseagent.perceive.train import ground_truth, transform_error, tune_threshold
@@ -62,6 +63,60 @@ class TestEstimators:
 
     def test_blockiness_grows_with_compression(self, gray):
         assert estimate_blockiness(jpeg_roundtrip(gray, 10)) > estimate_blockiness(jpeg_roundtrip(gray, 90)) + 0.2
+
+    @pytest.mark.parametrize("std", [1.5, 3.0])
+    def test_line_edge_widths_of_a_blurred_step(self, std):
+        step = np.zeros((128, 128), np.float32)
+        step[:, 64:] = 0.8
+        along_x, along_y, p75, direction = line_edge_widths(cv2.GaussianBlur(step, (0, 0), std))
+        # the step's only edges are vertical: rows see them, columns see none
+        assert along_x == pytest.approx(std, rel=0.15) and along_y == 0.0 and p75 == pytest.approx(std, rel=0.2)
+
+    def test_line_edge_widths_see_the_direction_of_motion_blur(self, gray):
+        sharp = line_edge_widths(gray)
+        moved = line_edge_widths(degrade("blur.motion", gray, seed=0, std=2.5, angle=0.0).image)
+        # horizontal motion widens edges along rows (index 0) far more than along columns (index 1)
+        assert moved[0] > sharp[0] + 0.8 and moved[0] - sharp[0] > 2 * (moved[1] - sharp[1])
+        assert moved[3] > sharp[3] + 0.2
+
+    def test_grid_blockiness_at_the_grid_not_off_it(self, gray):
+        coarse, fine = grid_blockiness(jpeg_roundtrip(gray, 10)), grid_blockiness(jpeg_roundtrip(gray, 90))
+        assert coarse[0] > fine[0] + 0.2 and coarse[0] > coarse[1] + 0.2
+        # the same compressed image shifted by 3 px keeps its grid, now off the 8-px phase
+        shifted = grid_blockiness(jpeg_roundtrip(gray, 10)[3:, 3:])
+        assert shifted[1] > shifted[0] + 0.2
+
+    def test_grid_blockiness_ignores_clipped_areas(self, gray):
+        clipped = gray.copy()
+        clipped[:, ::8] = 1.0  # a bright column on the grid phase, surrounded by clipped pixels
+        clipped[:, 1::8] = 1.0
+        clipped[:, 7::8] = 1.0
+        assert grid_blockiness(clipped)[0] < grid_blockiness(jpeg_roundtrip(gray, 10))[0]
+
+    def test_falling_streaks_for_rain_not_noise_or_snow(self, gray):
+        clean = falling_streaks(gray)
+        rain = falling_streaks(degrade("weather.rain", gray, seed=0, level=4, angle=20.0).image)
+        noisy = falling_streaks(degrade("noise.gaussian", gray, seed=0, sigma=0.05).image)
+        snowy = falling_streaks(degrade("weather.snow", gray, seed=0, level=4).image)
+        # noise makes thin bright and dark structures alike: the ratio (index 2) stays near its clean value
+        assert rain[2] > clean[2] + 0.4 and rain[2] > noisy[2] + 0.25 and rain[1] > clean[1] + 0.01
+        assert snowy[2] < rain[2] - 0.3  # round flakes are not falling streaks
+
+    def test_pair_context_fills_partner_differences(self, photo):
+        from fuseagent.degrade.photometric import change_exposure
+
+        brighter = np.clip(change_exposure(photo, 1.0, 2.2), 0, 1)
+        blurred = cv2.GaussianBlur(photo, (0, 0), 2.0)
+        rows = np.array([[image_features(im)[n] for n in FEATURE_NAMES] for im in (photo, brighter)])
+        out = pair_context(rows.copy(), 1.0)
+        mean = FEATURE_NAMES.index("pair_mean")
+        assert out[1, mean] == pytest.approx(rows[1, FEATURE_NAMES.index("mean")] - rows[0, FEATURE_NAMES.index("mean")])
+        assert out[1, mean] > 0.1 and out[0, mean] == -out[1, mean]
+        sharp_blurred = np.array([[image_features(im)[n] for n in FEATURE_NAMES] for im in (photo, blurred)])
+        with_sharpness = pair_context(sharp_blurred.copy(), 0.0)
+        without = pair_context(sharp_blurred.copy(), 0.0, sharpness=False)
+        w50 = FEATURE_NAMES.index("pair_line_w50")
+        assert with_sharpness[1, w50] > 0.5 and with_sharpness[0, w50] < -0.5 and without[1, w50] == 0.0
 
     def test_precipitation_streaks_for_rain_only(self, gray):
         clean = estimate_precipitation(gray)
@@ -172,6 +227,36 @@ class TestTraining:
         assert not gt["known"][0, types.index("low_light")] and gt["known"][0, types.index("noise")]
         assert gt["ev"] is None
 
+    def test_stack_sources_leave_out_excluded_scenes(self, tmp_path):
+        from fuseagent.perceive.train import tuning_sources
+
+        for scene, order in (("Balloons_Someone", (0.2, 0.5, 0.8)), ("Office_Other", (0.8, 0.1, 0.45, 0.3))):
+            folder = tmp_path / "stacks" / scene
+            folder.mkdir(parents=True)
+            for i, level in enumerate(order):
+                write_image(folder / f"f{i}.png", np.full((16, 16), level, np.float32))
+        cfg = {"roadscene_train": 0, "exclude_scenes": ["balloons"],
+               "sources": {"mef_stacks": ["stacks:stacks"], "mff": ["middle:stacks"]}}
+        (tmp_path / "ivif" / "roadscene" / "ir").mkdir(parents=True)
+        pairs = tuning_sources("mef_stacks", cfg, tmp_path)
+        assert {s.name.split(":")[0] for s in pairs} == {"Office_Other"}
+        # frames are ordered by brightness: a is the darker frame of every pair
+        office = tmp_path / "stacks" / "Office_Other"
+        assert any(s.files == {"a": str(office / "f1.png"), "b": str(office / "f0.png")} for s in pairs)
+        middles = tuning_sources("mff", cfg, tmp_path)
+        assert [Path(s.files["image"]).name for s in middles] == ["f2.png", "f3.png"]
+
+    def test_tuning_never_sees_report_scenes(self, shared_data):
+        from fuseagent.perceive.train import load_config, tuning_sources
+
+        cfg = load_config()
+        mefb = {p.name.lower() for p in (shared_data / "mef" / "mefb").iterdir()}
+        used = {s.name.split(":")[0].split("_")[0].lower() for key in cfg["sources"]
+                for s in tuning_sources(key, cfg, shared_data) if not s.single}
+        assert used and not used & mefb
+        paths = {f for key in cfg["sources"] for s in tuning_sources(key, cfg, shared_data) for f in s.files.values()}
+        assert not any(("/vifb/" in f or "/lytro" in f or "/mefb/" in f) for f in paths)
+
     def test_fit_learns_a_separable_type(self):
         from fuseagent.perceive.train import fit
 
@@ -269,7 +354,7 @@ class TestPerceive:
         same_scene = measure([photo, brighter], "mff").features[:, column]
         assert same_scene == pytest.approx([-1.0, 1.0], abs=0.15)
         assert measure([gray, photo], "ivif").features[:, column].tolist() == [0.0, 0.0]
-        assert image_features(brighter)["relative_ev"] == 0.0
+        assert all(image_features(brighter)[name] == 0.0 for name in PAIR_FEATURES)
 
     def test_small_images(self):
         x = np.random.default_rng(0).random((20, 24)).astype(np.float32)

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..io import check_image, read_image, resize_to
 from ..protocol import roles_for
 from .align import Alignment, estimate_alignment
-from .features import FEATURE_NAMES, image_features, luminance
+from .features import FEATURE_NAMES, image_features, luminance, pair_context
 from .model import DegradationModel, load_model
 from .relational import MotionEstimate, complementarity, detect_motion, exposure_mismatch_ev, white_balance_mismatch
 from .report import DegradationEstimate, ImagePerception, PerceptionReport, caption_for, unit_of
@@ -34,7 +34,7 @@ __all__ = ["perceive", "measure", "Measurements", "PerceptionReport", "ImagePerc
            "severity_to_value", "moving_and_reference"]
 
 _MEASURED = {"noise": "noise_flat", "blur": "blur_w50", "haze": "haze_density", "rain": "rain_excess",
-             "low_resolution": "resample_2", "stripe": "stripe_col", "jpeg": "blockiness"}
+             "low_resolution": "resample_2", "stripe": "stripe_col", "jpeg": "grid_block"}
 
 
 def severity_to_value(kind: str, severity: float) -> float:
@@ -113,9 +113,9 @@ def measure(images: list[np.ndarray], task: str) -> Measurements:
     first, second = (ref_s, mov_aligned) if i_ref == 0 else (mov_aligned, ref_s)
     ev = [exposure_mismatch_ev(first, second)]
     if task != "ivif":
-        # Each image's exposure relative to its partner (same scene, same modality).
-        column = FEATURE_NAMES.index("relative_ev")
-        feats[0, column], feats[1, column] = -ev[0], ev[0]
+        # Each image relative to its partner (same scene, same modality); a sharpness difference is
+        # the nature of a multi-focus pair, not a degradation.
+        pair_context(feats, ev[0], sharpness=task == "mef")
     log_rb = None
     if ref.ndim == 3 and mov.ndim == 3:
         colour_ref, colour_mov = resize_to(ref, (sh, sw)), warped_small(mov)

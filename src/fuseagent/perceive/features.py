@@ -2,25 +2,32 @@
 
 Every measure is cheap (a few box/morphology filters, one small FFT) so that a 640×480 pair is
 perceived in less time than a classical fusion operator's call. Pixel-level statistics of
-degradations that act on the whole frame (noise, edge width, column/row patterns, the JPEG block
-grid, resampling traces, the spectrum) are read in a central 256×192 :func:`detail_window`; thin
-structures, haze and texture at half resolution in the same window of the half-size image (the central
-512×384 of a 640×480 frame); luminance statistics and clipping on the whole half-size image:
+degradations that act on the whole frame (noise, 2-D edge width, column/row patterns, resampling
+residuals, the spectrum) are read in a central 256×192 :func:`detail_window`; thin structures, haze
+and texture at half resolution in the same window of the half-size image (the central 512×384 of a
+640×480 frame); luminance statistics and clipping on the whole half-size image; and the cues whose
+evidence is sparse — edge widths, the JPEG block grid, the resampling period and falling streaks —
+on strided rows and columns of the whole full-resolution frame:
 
 * noise — Immerkær, "Fast noise variance estimation", CVIU 1996: the mean absolute response of
   a Laplacian-difference mask, taken over the flattest blocks so that texture does not count;
   plus the wavelet MAD estimate ``estimate_noise_sigma`` (Donoho & Johnstone 1994);
-* blur — edge width: local contrast over the steepest gradient at strong edges (a step blurred
-  by a kernel of std ``s`` has peak slope ``C / (s sqrt(2 pi))``); radial power spectrum bands;
-  gradient anisotropy (motion blur);
+* blur — edge width: local contrast over the steepest slope at strong edges (a step blurred
+  by a kernel of std ``s`` has peak slope ``C / (s sqrt(2 pi))``), in 2-D in the window and along
+  every 8th row and column of the frame (rows against columns: the direction of a motion blur);
+  radial power spectrum bands;
 * haze — dark channel prior (He, Sun & Tang, CVPR 2009) and contrast statistics;
-* rain / snow — thin bright structures (white top-hat) against thin dark ones;
+* rain / snow — thin bright structures (white top-hat) against thin dark ones, and thin bright
+  lines that run near vertically over 10 px (falling streaks);
 * low light / over-exposure — luminance statistics and clipping;
-* low resolution — down/up-sampling residuals and the spectral fall-off;
+* low resolution — down/up-sampling residuals, the spectral fall-off and the sampling period that
+  interpolation leaves in second differences;
 * stripe noise — the row-median of horizontal differences (a column pattern) vs rows;
-* JPEG — blockiness: mean jump across 8×8 block borders over the jump inside blocks;
+* JPEG — the mean jump across 8-px block borders against the other phases of the grid, with
+  clipped areas left out;
 * digital re-exposure — combing of the 8-bit histogram (Stamm & Liu, IEEE TIFS 2010);
-* pair context — each image's exposure relative to its partner (:data:`PAIR_FEATURES`).
+* pair context — each image's exposure, luminance statistics and (multi-exposure pairs) edge width
+  relative to its partner (:data:`PAIR_FEATURES`).
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ import scipy.fft
 
 from ..io import to_gray
 
-__all__ = ["channel_min", "channel_max", "FEATURE_NAMES", "PAIR_FEATURES", "detail_window", "image_features", "luminance", "estimate_noise", "estimate_blur_width", "estimate_haze_density",
+__all__ = ["channel_min", "channel_max", "FEATURE_NAMES", "PAIR_FEATURES", "VISIBLE_ONLY_FEATURES", "detail_window", "image_features", "luminance", "estimate_noise", "estimate_blur_width", "estimate_haze_density",
            "estimate_stripe", "estimate_blockiness", "estimate_precipitation",
-           "oriented_streak_energy", "interpolation_periodicity", "highlight_clipping", "histogram_combing"]
+           "oriented_streak_energy", "interpolation_periodicity", "highlight_clipping", "histogram_combing",
+           "line_edge_widths", "grid_blockiness", "falling_streaks", "pair_context"]
 
 _SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 _SECOND_DIFF = np.array([1.0, -2.0, 1.0], np.float32)
@@ -357,10 +365,12 @@ def oriented_streak_energy(gray: np.ndarray, size: int = 5,
     norm = float(e_white.mean() + e_black.mean()) + 1e-9
     return float(d.max() / norm), float((d.max() - d.min()) / norm)
 
-def interpolation_periodicity(gray: np.ndarray) -> tuple[float, float]:
+def interpolation_periodicity(gray: np.ndarray, stride: int = 2) -> tuple[float, float]:
     """Periodic trace of resampling: images upsampled by interpolation have second differences
     whose strength repeats with the sampling period. Returns, for the column and the row profile of
     ``|second difference|``, the highest spectral peak (frequencies 0.1..0.5) over the median level.
+    The column profile is averaged over every ``stride``-th row, the row profile over every
+    ``stride``-th column.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -370,8 +380,8 @@ def interpolation_periodicity(gray: np.ndarray) -> tuple[float, float]:
         True
     """
     g = np.asarray(gray, dtype=np.float32)
-    # Profiles along x from every other row, along y from every other column.
-    rows, cols = (g[::2], g[:, ::2]) if min(g.shape) >= 64 else (g, g)
+    # Profiles along x from every stride-th row, along y from every stride-th column.
+    rows, cols = (g[::stride], g[:, ::stride]) if min(g.shape) >= 32 * stride else (g, g)
     across = np.abs(cv2.filter2D(np.ascontiguousarray(rows), -1, _SECOND_DIFF[None, :]))[:, 1:-1]
     down = np.abs(cv2.filter2D(np.ascontiguousarray(cols), -1, _SECOND_DIFF[:, None]))[1:-1]
     out = []
@@ -385,6 +395,119 @@ def interpolation_periodicity(gray: np.ndarray) -> tuple[float, float]:
         band = spec[freq >= 0.1]
         out.append(float(band.max() / (np.median(band) + 1e-9)))
     return out[0], out[1]
+
+
+def falling_streaks(gray: np.ndarray, threshold: int = 8) -> tuple[float, float, float]:
+    """Rain cue at full resolution: thin bright lines that run within 30° of vertical (falling rain),
+    against thin dark ones (the scene's own thin structures, as a baseline).
+
+    On every other row, the horizontal white (black) top-hat of width 5 marks thin bright (dark)
+    structures; a pixel counts when such a structure is present, within ±2 px, on 5 consecutive
+    sampled rows (10 px of height). Returns the share of bright counts, bright minus dark, and
+    ``log`` of their ratio.
+
+    Example:
+        >>> x = np.full((120, 120), 0.3, np.float32); x[:, 10::12] = 0.8
+        >>> bright, excess, ratio = falling_streaks(x)
+        >>> excess > 0.05 and ratio > 2
+        True
+    """
+    u8 = np.round(np.clip(gray[::2], 0, 1) * 255).astype(np.uint8)
+    across = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 1))
+    down = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 5))
+    shares = []
+    for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+        hat = cv2.morphologyEx(u8, op, across)
+        along = cv2.erode(cv2.dilate(hat, across), down)
+        shares.append(cv2.countNonZero(cv2.compare(along, threshold, cv2.CMP_GT)) / along.size)
+    bright, dark = shares
+    return bright, bright - dark, float(np.log((bright + 1e-3) / (dark + 1e-3)))
+
+
+def line_edge_widths(gray: np.ndarray, step: int = 8, top: float = 0.04) -> tuple[float, float, float, float]:
+    """Edge width (px) read on every ``step``-th row and column of the whole frame (1-D profiles).
+
+    Along each profile (pre-smoothed by σ = 1, subtracted in quadrature) the steepest local slope
+    maxima (the top ``top`` share) give width = local contrast (15-px range) / (slope × sqrt(2 pi)),
+    as :func:`estimate_blur_width` does in 2-D. Rows see blur along x, columns blur along y, so
+    their ratio shows a directional (motion) blur. Returns the median width along rows and along
+    columns, the pooled 75th percentile and ``|log(row median / column median)|``.
+
+    Example:
+        >>> x = np.zeros((64, 64), np.float32); x[:, 32:] = 1.0; x[32:] = x[32:] * 0.5 + 0.25
+        >>> blurred = cv2.GaussianBlur(x, (0, 0), sigmaX=3.0, sigmaY=1.0)
+        >>> along_x, along_y, _, _ = line_edge_widths(blurred, step=4)
+        >>> round(along_x), along_x > along_y
+        (3, True)
+    """
+    g = np.ascontiguousarray(gray, dtype=np.float32)
+    kernel = cv2.getGaussianKernel(7, 1.0).astype(np.float32)
+    span = np.ones((1, 15), np.uint8)
+    medians, pooled = [], []
+    for lines in (g[step // 2::step], np.ascontiguousarray(g[:, step // 2::step].T)):
+        if lines.shape[1] < 32:
+            medians.append(0.0)
+            continue
+        smooth = cv2.sepFilter2D(lines, -1, kernel, np.ones(1, np.float32), borderType=cv2.BORDER_REFLECT101)
+        # slope[:, j] = |smooth[:, j + 2] - smooth[:, j]|, twice the slope at pixel j + 1
+        slope = cv2.absdiff(smooth[:, 2:], smooth[:, :-2])
+        inner = slope[:, 7:-7]
+        sample = inner[:, ::3].ravel()
+        k = int(sample.size * (1 - top))
+        cut = max(float(np.partition(sample, k)[k]), 0.008)
+        ys, xs = np.divmod(np.flatnonzero(inner >= cut), inner.shape[1])
+        j = xs + 7
+        peak = (slope[ys, j] >= slope[ys, j - 1]) & (slope[ys, j] >= slope[ys, j + 1])
+        ys, centre = ys[peak], j[peak] + 1
+        # local contrast: the 15-px range around each point
+        highest, lowest = cv2.dilate(smooth, span)[ys, centre], cv2.erode(smooth, span)[ys, centre]
+        contrast = np.round((np.clip(highest, 0, 1) - np.clip(lowest, 0, 1)) * 255) / 255.0
+        keep = contrast > 0.08
+        if keep.sum() < 10:
+            medians.append(0.0)
+            continue
+        width = contrast[keep] / (slope[ys[keep], centre[keep] - 1] * (0.5 * np.sqrt(2 * np.pi)) + 1e-6)
+        width = np.sqrt(np.maximum(width * width - 1.0, 0.0))
+        medians.append(float(np.median(width)))
+        pooled.append(width)
+    p75 = float(np.quantile(np.concatenate(pooled), 0.75)) if pooled else 0.0
+    along_x, along_y = medians
+    ratio = float(abs(np.log((along_x + 0.3) / (along_y + 0.3))))
+    return along_x, along_y, p75, ratio
+
+
+def grid_blockiness(gray: np.ndarray, step: int = 4) -> tuple[float, float]:
+    """JPEG block grid over the whole frame, read on every ``step``-th row and column: the mean
+    |jump| between neighbours at each of the 8 phases of the 8-px grid, clipped pairs (both ≤ 0.02 or
+    both ≥ 0.98) left out. Returns the jump across block borders (phase 7) and the largest jump
+    at another phase, each over the median phase, minus 1.
+
+    Example:
+        >>> from fuseagent.degrade.sensor import jpeg_roundtrip
+        >>> x = cv2.GaussianBlur(np.random.default_rng(0).random((128, 128)).astype(np.float32), (0, 0), 2)
+        >>> grid_blockiness(jpeg_roundtrip(x, 10))[0] > grid_blockiness(x)[0] + 0.3
+        True
+    """
+    g = np.asarray(gray, np.float32)
+    phases = []
+    for lines in (g[::step], np.ascontiguousarray(g[:, ::step].T)):
+        if lines.shape[1] < 17:
+            continue
+        left, right = lines[:, :-1], lines[:, 1:]
+        jump = cv2.absdiff(right, left)
+        # pairs that are not both clipped (dark or bright)
+        usable = (cv2.max(left, right) > 0.02) & (cv2.min(left, right) < 0.98)
+        weight = cv2.reduce(usable.view(np.uint8), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.float64)
+        total = cv2.reduce(jump * usable, 0, cv2.REDUCE_SUM).ravel().astype(np.float64)
+        phase = np.arange(jump.shape[1]) % 8
+        phases.append((np.bincount(phase, total, 8), np.bincount(phase, weight, 8)))
+    if not phases:
+        return 0.0, 0.0
+    total = sum(t for t, _ in phases)
+    count = sum(c for _, c in phases)
+    mean = total / np.maximum(count, 1.0) + 2e-3
+    median = float(np.median(mean))
+    return float(mean[7] / median - 1.0), float(mean[:7].max() / median - 1.0)
 
 
 def highlight_clipping(gray: np.ndarray) -> tuple[float, float, float]:
@@ -484,38 +607,81 @@ def _resample_residuals(gray: np.ndarray, crop: int = 240) -> np.ndarray:
     return np.array(out)
 
 
-def _gradient_anisotropy(gray: np.ndarray) -> float:
-    g = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    return float(np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-12))
-
-
-def _histogram_quantiles(gray: np.ndarray, quantiles: tuple[float, ...], bins: int = 1024) -> np.ndarray:
-    """Quantiles of ``gray`` (values in [0, 1]) read from a fine histogram (to 1/``bins``)."""
+def _histogram_cdf(gray: np.ndarray, bins: int = 1024) -> np.ndarray:
+    """Cumulative share of ``gray`` (values in [0, 1]) per fine histogram bin (``cdf[k]``: share below
+    ``(k + 1) / bins``)."""
     codes = np.clip(gray * bins, 0, bins - 1).astype(np.int32)
-    cdf = np.cumsum(np.bincount(codes.ravel(), minlength=bins)) / codes.size
-    return (np.searchsorted(cdf, quantiles) + 0.5) / bins
+    return np.cumsum(np.bincount(codes.ravel(), minlength=bins)) / codes.size
+
+
+def _half_window(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The :func:`detail_window` of ``shape`` of the half-size ``image``, cropped at full size first
+    and then halved (area averaging), so that only the window is resampled."""
+    h, w = image.shape[:2]
+    half_h, half_w = max(2, h // 2), max(2, w // 2)
+    y0, x0 = (half_h - shape[0]) // 2 // 8 * 8, (half_w - shape[1]) // 2 // 8 * 8
+    crop = image[2 * y0:2 * (y0 + shape[0]), 2 * x0:2 * (x0 + shape[1])]
+    return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 FEATURE_NAMES: tuple[str, ...] = (
     "is_ir", "is_colour", "noise_flat", "noise_flat_q30", "noise_wavelet", "noise_dx", "noise_dy", "noise_half",
-    "blur_w25", "blur_w50", "blur_w75", "anisotropy",
+    "blur_w25", "blur_w50", "blur_w75",
     *(f"band_{i}" for i in range(len(_BANDS) - 2)),
     "resample_1.5", "resample_2", "resample_3", "resample_4",
     "haze_density", "airlight", "dark_mean", "saturation", "local_contrast", "std",
     "rain_excess", "rain_coherence", "rain_bright", "streaks_bright", "streak_coherence", "spots_bright",
     "streaks_dark", "spots_dark",
     "mean", "p01", "p05", "p50", "p95", "p99", "frac_dark", "frac_black", "frac_bright", "frac_clipped",
-    "stripe_col", "stripe_row", "blockiness", "chroma_cast",
-    "streak_orient_excess", "streak_orient_spread", "interp_period_col", "interp_period_row",
+    "stripe_col", "stripe_row", "chroma_cast", "streak_orient_excess", "streak_orient_spread",
     "clip_regions", "clip_largest", "highlight_texture", "hist_gaps", "hist_spikes", "relative_ev",
-    "blur_half_w50", "blur_half_w75",
+    "line_w50_x", "line_w50_y", "line_w75", "line_w_direction", "grid_block", "grid_offgrid",
+    "falling_bright", "falling_excess", "falling_ratio",
+    "interp_period_col", "interp_period_row",
+    "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
 )
+#: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
+#: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
+#: there), so :func:`image_features` leaves them at 0 for ``modality="ir"`` instead of measuring them.
+VISIBLE_ONLY_FEATURES: tuple[str, ...] = (
+    "haze_density", "airlight", "dark_mean", "rain_excess", "rain_coherence", "rain_bright", "streaks_bright",
+    "streak_coherence", "spots_bright", "streaks_dark", "spots_dark", "streak_orient_excess", "streak_orient_spread",
+    "falling_bright", "falling_excess", "falling_ratio", "clip_regions", "clip_largest", "highlight_texture",
+    "hist_gaps", "hist_spikes")
 #: Features of an image that depend on the other image of its pair; :func:`image_features` leaves
 #: them at 0 (no partner) and :func:`fuseagent.perceive.measure` fills them for same-modality pairs.
-PAIR_FEATURES: tuple[str, ...] = ("relative_ev",)
+PAIR_FEATURES: tuple[str, ...] = ("relative_ev", "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps",
+                                   "pair_line_w50", "pair_line_w75")
+_PAIR_DIFFERENCES = {"pair_mean": "mean", "pair_p05": "p05", "pair_p95": "p95", "pair_clipped": "frac_clipped",
+                     "pair_gaps": "hist_gaps"}
+
+
+def pair_context(features: np.ndarray, relative_ev: float, sharpness: bool = True) -> np.ndarray:
+    """Fill the :data:`PAIR_FEATURES` of a same-modality pair's two feature rows (ordered as
+    :data:`FEATURE_NAMES`), in place: each image's exposure relative to its partner
+    (``relative_ev``: EV of the second image over the first), its luminance statistics minus the
+    partner's (which image of a pair is the abnormal one), and, with ``sharpness``, the log ratio of
+    its edge widths to the partner's (a frame blurred by shake next to a sharp one).
+
+    Example:
+        >>> rows = np.zeros((2, len(FEATURE_NAMES)))
+        >>> rows[:, FEATURE_NAMES.index("mean")] = [0.2, 0.5]
+        >>> out = pair_context(rows, 1.3)
+        >>> ev, mean = FEATURE_NAMES.index("relative_ev"), FEATURE_NAMES.index("pair_mean")
+        >>> out[:, ev].tolist(), out[:, mean].round(2).tolist()
+        ([-1.3, 1.3], [-0.3, 0.3])
+    """
+    column = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES}
+    features[0, column["relative_ev"]], features[1, column["relative_ev"]] = -relative_ev, relative_ev
+    for name, source in _PAIR_DIFFERENCES.items():
+        a, b = features[0, column[source]], features[1, column[source]]
+        features[0, column[name]], features[1, column[name]] = a - b, b - a
+    if sharpness:
+        w50 = np.log(np.maximum(features[:, column["line_w50_x"]], features[:, column["line_w50_y"]]) + 0.3)
+        w75 = np.log(features[:, column["line_w75"]] + 0.3)
+        features[:, column["pair_line_w50"]] = w50 - w50[::-1]
+        features[:, column["pair_line_w75"]] = w75 - w75[::-1]
+    return features
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -546,10 +712,39 @@ def detail_window(gray: np.ndarray, height: int = 192, width: int = 256) -> np.n
     return gray[y0:y0 + wh, x0:x0 + ww]
 
 
+def _visible_features(image: np.ndarray, half: np.ndarray, core: np.ndarray, gray: np.ndarray,
+                      f: dict[str, float]) -> None:
+    """The :data:`VISIBLE_ONLY_FEATURES` (and the colour statistics) of a photograph, into ``f``."""
+    small = _half_window(image, core.shape) if image.ndim == 3 else core
+    if image.ndim == 3:
+        channels = cv2.split(np.ascontiguousarray(small, dtype=np.float32))
+        lowest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
+        highest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
+    else:
+        lowest = highest = small
+    dark8 = cv2.erode(np.round(np.clip(lowest, 0, 1) * 255).astype(np.uint8), np.ones((9, 9), np.uint8))
+    f["haze_density"], f["airlight"] = _haze_from_dark(dark8, core if image.ndim == 2 else luminance(small))
+    f["dark_mean"] = float(cv2.mean(dark8)[0]) / 255.0
+    if image.ndim == 3:
+        f["saturation"] = cv2.mean(cv2.divide(cv2.subtract(highest, lowest), cv2.add(highest, 1e-3)))[0]
+        means = np.array(cv2.mean(small)[:3]) + 1e-3
+        f["chroma_cast"] = float(np.log(means[0] / means[2]))
+    else:
+        f["saturation"], f["chroma_cast"] = 0.0, 0.0
+    hats = _top_hats(core, 5)
+    (f["rain_excess"], f["rain_coherence"], f["rain_bright"], f["streaks_bright"], f["streak_coherence"],
+     f["spots_bright"], f["streaks_dark"], f["spots_dark"]) = estimate_precipitation(core, 5, hats)
+    f["streak_orient_excess"], f["streak_orient_spread"] = oriented_streak_energy(core, 5, hats)
+    f["falling_bright"], f["falling_excess"], f["falling_ratio"] = falling_streaks(gray)
+    f["clip_regions"], f["clip_largest"], f["highlight_texture"] = highlight_clipping(half)
+    f["hist_gaps"], f["hist_spikes"] = histogram_combing(detail_window(image))
+
+
 def image_features(image: np.ndarray, modality: str = "vis", gray: np.ndarray | None = None) -> dict[str, float]:
     """All measured estimates of one image, by name (:data:`FEATURE_NAMES`).
 
-    The :data:`PAIR_FEATURES` (relations to the other image of a pair) are 0 here.
+    The :data:`PAIR_FEATURES` (relations to the other image of a pair) are 0 here, and so are the
+    :data:`VISIBLE_ONLY_FEATURES` of an infrared image.
 
     Args:
         image: ``(H, W)`` or ``(H, W, 3)`` float image in ``[0, 1]``.
@@ -574,50 +769,31 @@ def image_features(image: np.ndarray, modality: str = "vis", gray: np.ndarray | 
     f["noise_dx"], f["noise_dy"] = _directional_noise(detail)
     f["noise_half"] = estimate_noise(core)
     f["blur_w25"], f["blur_w50"], f["blur_w75"] = estimate_blur_width(detail)
-    f["anisotropy"] = _gradient_anisotropy(core)
-    # Edge width at half resolution over the larger core window: stronger blurs where the detail window
-    # has few strong edges.
-    _, f["blur_half_w50"], f["blur_half_w75"] = estimate_blur_width(core)
     for i, v in enumerate(_spectrum_bands(detail)):
         f[f"band_{i}"] = float(v)
     for k, v in zip(("1.5", "2", "3", "4"), _resample_residuals(detail)):
         f[f"resample_{k}"] = float(v)
-    small = (detail_window(cv2.resize(image, (half.shape[1], half.shape[0]), interpolation=cv2.INTER_AREA))
-             if image.ndim == 3 else core)
-    if image.ndim == 3:
-        channels = cv2.split(np.ascontiguousarray(small, dtype=np.float32))
-        lowest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
-        highest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
-    else:
-        lowest = highest = small
-    dark8 = cv2.erode(np.round(np.clip(lowest, 0, 1) * 255).astype(np.uint8), np.ones((9, 9), np.uint8))
-    f["haze_density"], f["airlight"] = _haze_from_dark(dark8, core if image.ndim == 2 else luminance(small))
-    f["dark_mean"] = float(cv2.mean(dark8)[0]) / 255.0
-    if image.ndim == 3:
-        f["saturation"] = cv2.mean(cv2.divide(cv2.subtract(highest, lowest), cv2.add(highest, 1e-3)))[0]
-        means = np.array(cv2.mean(small)[:3]) + 1e-3
-        f["chroma_cast"] = float(np.log(means[0] / means[2]))
-    else:
-        f["saturation"], f["chroma_cast"] = 0.0, 0.0
     mu = cv2.blur(core, (9, 9))
     var = np.maximum(cv2.blur(core * core, (9, 9)) - mu * mu, 0)
     f["local_contrast"] = float(np.sqrt(var).mean())
-    mean, std = cv2.meanStdDev(gray)
+    mean, std = cv2.meanStdDev(half)
     f["mean"], f["std"] = float(mean[0, 0]), float(std[0, 0])
-    hats = _top_hats(core, 5)
-    (f["rain_excess"], f["rain_coherence"], f["rain_bright"], f["streaks_bright"], f["streak_coherence"],
-     f["spots_bright"], f["streaks_dark"], f["spots_dark"]) = estimate_precipitation(core, 5, hats)
-    q = _histogram_quantiles(half, (0.01, 0.05, 0.5, 0.95, 0.99))
+    cdf = _histogram_cdf(half)
+    q = (np.searchsorted(cdf, (0.01, 0.05, 0.5, 0.95, 0.99)) + 0.5) / cdf.size
     f["p01"], f["p05"], f["p50"], f["p95"], f["p99"] = (float(v) for v in q)
-    f["frac_dark"] = float((half < 0.1).mean())
-    f["frac_black"] = float((half < 0.02).mean())
-    f["frac_bright"] = float((half > 0.9).mean())
+    # shares below 0.1 and 0.02 and above 0.9 (to 1/1024)
+    f["frac_dark"], f["frac_black"] = float(cdf[round(0.1 * cdf.size) - 1]), float(cdf[round(0.02 * cdf.size) - 1])
+    f["frac_bright"] = 1.0 - float(cdf[round(0.9 * cdf.size) - 1])
     f["frac_clipped"] = float(cv2.countNonZero((gray >= 0.99).view(np.uint8))) / gray.size
     f["stripe_col"], f["stripe_row"] = estimate_stripe(detail)
-    f["blockiness"] = estimate_blockiness(detail)
-    f["streak_orient_excess"], f["streak_orient_spread"] = oriented_streak_energy(core, 5, hats)
-    f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(detail)
-    f["clip_regions"], f["clip_largest"], f["highlight_texture"] = highlight_clipping(half)
-    f["hist_gaps"], f["hist_spikes"] = histogram_combing(detail_window(image))
-    f["relative_ev"] = 0.0
+    f["line_w50_x"], f["line_w50_y"], f["line_w75"], f["line_w_direction"] = line_edge_widths(gray)
+    f["grid_block"], f["grid_offgrid"] = grid_blockiness(gray)
+    f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(gray, stride=4)
+    if modality == "ir":
+        f.update(dict.fromkeys(VISIBLE_ONLY_FEATURES, 0.0))
+        f["saturation"], f["chroma_cast"] = 0.0, 0.0
+    else:
+        _visible_features(image, half, core, gray, f)
+    for name in PAIR_FEATURES:
+        f[name] = 0.0
     return {name: f[name] for name in FEATURE_NAMES}

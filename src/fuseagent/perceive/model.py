@@ -3,7 +3,7 @@
 A small ensemble of two-hidden-layer perceptrons over the standardised measured features
 (:data:`~.features.FEATURE_NAMES`) with two heads per degradation type: a presence logit and a
 continuous severity (1..5), averaged over the members. It is trained on synthesised data by
-:mod:`fuseagent.perceive.train` and shipped as ``perceive_weights.npz`` (about 140 kB) beside this module, together with the
+:mod:`fuseagent.perceive.train` and shipped as ``perceive_weights.npz`` (about 150 kB) beside this module, together with the
 per-type decision thresholds and the relational thresholds tuned on the same data.
 """
 
