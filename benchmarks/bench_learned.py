@@ -7,8 +7,13 @@ perception reports, not on suite labels), reflection on, each run in a fresh env
 the tables, then for each task how ``learned`` compares with the other planners on HQA, its share of
 the oracle's HQA and how many fewer tool executions and seconds it needs.
 
+With ``--ablation LABEL=WEIGHTS`` (repeatable) the learned planner is also run with other weight
+files (SFT only, SFT + GRPO-F, IQR only, ...) on the same pairs, into an ablation table with the
+held-out greedy reward of each training run (from the ``.json`` record beside the weights).
+
 Usage: python benchmarks/bench_learned.py [--weights FILE] [--limit 10] [--suites out/suites10]
        [--planners random,random-order,random-model,predefined,expert,learned,oracle] [--training TEXT]
+       [--ablation "SFT + GRPO-F=out/train/policy/grpo.pt" ...]
 """
 
 from __future__ import annotations
@@ -61,6 +66,27 @@ def comparison(summary: dict, oracle_share_goal: float = 0.98, fewer_calls_goal:
     return lines, met
 
 
+def ablation_table(results: dict[str, dict[str, float]], records: dict[str, dict]) -> list[str]:
+    """Markdown rows: per weight file, the HQA of its plans per task and their mean, and the held-out
+    greedy reward its training run reported (before → after for GRPO runs).
+
+    Example:
+        >>> ablation_table({"SFT": {"ivif": 0.7, "mef": 0.8, "mff": 0.9}}, {"SFT": {}})[-1]
+        '| SFT | 0.7000 | 0.8000 | 0.9000 | 0.8000 | — |'
+    """
+    out = ["| weights | IVIF HQA | MEF HQA | MFF HQA | mean | held-out greedy reward in training |",
+           "|---|---:|---:|---:|---:|---|"]
+    for label, hqa in results.items():
+        record = records.get(label) or {}
+        before, after = (record.get("val_before") or {}).get("reward"), (record.get("val_after") or {}).get("reward")
+        reward = f"{before:.4f} → {after:.4f}" if before is not None and after is not None else "—"
+        values = [hqa.get(t) for t in TASKS]
+        mean = sum(v for v in values if v is not None) / max(1, sum(v is not None for v in values))
+        out.append(f"| {label} | " + " | ".join("—" if v is None else f"{v:.4f}" for v in values)
+                   + f" | {mean:.4f} | {reward} |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="policy weights (default: the shipped ones)")
@@ -70,6 +96,8 @@ def main() -> None:
     parser.add_argument("--experience", default=str(ROOT / "out" / "experience" / "experience.json"))
     parser.add_argument("--out", default=str(ROOT / "out" / "decision_learned"))
     parser.add_argument("--training", default="", help="paragraph on how the evaluated weights were trained")
+    parser.add_argument("--ablation", action="append", default=[], metavar="LABEL=WEIGHTS",
+                        help="also run the learned planner with these weights (repeatable)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -91,6 +119,19 @@ def main() -> None:
     print(table)
     print("\n".join(lines))
     print("goal met" if met else "goal not met")
+    ablation: list[str] = []
+    if args.ablation:
+        results, records = {}, {}
+        for item in args.ablation:
+            label, _, path = item.partition("=")
+            part = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], ["learned"], ablation=[],
+                                ground_truth=False, limit=args.limit, experience=experience,
+                                planner_options={"learned": {"weights": path}}, progress=False)
+            results[label] = {t: v["learned"]["hqa"] for t, v in summarise(part).items()}
+            record_path = Path(path).with_suffix(".json")
+            records[label] = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        ablation = ablation_table(results, records)
+        print("\n".join(ablation))
     if args.no_write:
         return
     from _report import machine, update_section
@@ -109,6 +150,11 @@ def main() -> None:
         "Goal of the issue (beat every other planner on HQA for each task, ≥ 98% of the oracle's HQA with ≥ 20× "
         "fewer tool executions and less time): " + ("**met**." if met else "**not met**."),
     ]
+    if ablation:
+        body += ["", "### Training ablation", "",
+                 "The learned planner with each training run's weights on the same test pairs (HQA of its plans, "
+                 "perception, reflection on), and the reward of the greedy plans on the training run's own "
+                 "held-out pairs (GRPO runs: before → after):", "", *ablation]
     update_section("learned-planner", "\n".join(body))
 
 
