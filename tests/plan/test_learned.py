@@ -141,6 +141,48 @@ class TestAgentLoop:
         assert result.planner == "learned"
 
 
+class TestBestOfCandidates:
+    """``candidates=k``: the k most probable plans are executed and the best by HQA is kept."""
+
+    def test_beam_plans_are_distinct_valid_and_ranked(self, random_weights):
+        from fuseagent.learned.policy import beam_plans, decode_actions, load_policy, policy_input
+
+        model, _ = load_policy(random_weights)
+        ctx = _context("ivif", NOISY_VIS)
+        x = policy_input([ctx.images["ir"], ctx.images["vis"]], "ivif", None, ctx.findings, ctx.roles,
+                         model.config.image_size)
+        plans = beam_plans(model, x, 5)
+        assert len(plans) == 5
+        assert len({tuple(p.ids) for p in plans}) == 5
+        scores = [sum(p.logprobs) for p in plans]
+        assert scores == sorted(scores, reverse=True)
+        for p in plans:
+            assert validate(decode_actions(model.vocab, p.ids)[1], "ivif")
+        with pytest.raises(InputError, match="beam width"):
+            beam_plans(model, x, 0)
+
+    def test_keeps_the_best_proposal(self, toy_weights, small_pair):
+        from fuseagent.execute import Environment
+        from fuseagent.plan.oracle import score_trajectories
+
+        images = dict(zip(["ir", "vis"], small_pair))
+        ctx = PlanContext(task="ivif", roles=["ir", "vis"], findings=NOISY_VIS, images=images, seed=0)
+        greedy = LearnedPlanner(toy_weights).plan(ctx)
+        env = Environment()
+        best = LearnedPlanner(toy_weights, candidates=4).plan(
+            PlanContext(task="ivif", roles=["ir", "vis"], findings=NOISY_VIS, images=images, seed=0, environment=env))
+        assert "most likely plans" in best.think
+        assert env.cache.misses >= 2  # it executed its proposals
+        state0, _ = env.initial_state(images, "ivif")
+        scores = {" -> ".join(a.text() for a in r["trajectory"]): r["score"]
+                  for r in score_trajectories(env, state0, "ivif", [greedy.actions, best.actions])}
+        assert scores[best.text()] >= scores[greedy.text()]
+
+    def test_invalid_candidates_raise(self, toy_weights):
+        with pytest.raises(InputError, match="candidates"):
+            LearnedPlanner(toy_weights, candidates=0)
+
+
 class TestShippedPolicy:
     """The SFT policy shipped in ``fuseagent/weights/policy_sft.pt`` plans the bundled examples as stored."""
 

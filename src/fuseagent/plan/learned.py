@@ -7,6 +7,12 @@ from its tags as the training data's rationales are written
 (:func:`fuseagent.data.rationale.template_rationale`). Rolled-back steps are replaced by the other
 models of the same task and target, ranked by the policy's own probabilities at that position.
 
+With ``candidates=k`` (k > 1) it writes its ``k`` most probable plans (beam search over the actions,
+:func:`fuseagent.learned.policy.beam_plans`), executes them in the run's environment (shared
+prefixes once, as the oracle does: :func:`fuseagent.plan.oracle.score_trajectories`) and keeps the
+one with the highest HQA: a test-time search over the policy's own proposals, a few tool calls
+instead of the oracle's hundreds.
+
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
 variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy_sft.pt``
 (:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 79 synthesised training pairs; its decision
@@ -44,6 +50,8 @@ class LearnedPlanner(Planner):
             ``$FUSEAGENT_POLICY_WEIGHTS``, else :data:`SHIPPED_WEIGHTS` when installed.
         temperature: 0 decodes greedily (deterministic); above 0 samples, seeded by the context's seed.
         threads: torch CPU threads used while planning.
+        candidates: plans proposed and executed to pick the best by HQA (1: the greedy plan alone;
+            above 1 the planner needs the images, and runs tools while planning).
 
     Raises:
         InputError: (when planning) no weights given, or the file is not a policy.
@@ -51,7 +59,11 @@ class LearnedPlanner(Planner):
 
     card = PlannerCard("learned", "compact vision-language policy trained by SFT (+ GRPO-F); shipped SFT weights")
 
-    def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1):
+    def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1,
+                 candidates: int = 1):
+        if int(candidates) < 1:
+            raise InputError(f"planner 'learned': candidates must be at least 1, not {candidates}")
+        self.candidates = int(candidates)
         weights = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
         if weights is None and SHIPPED_WEIGHTS.is_file():
             weights = SHIPPED_WEIGHTS
@@ -76,7 +88,7 @@ class LearnedPlanner(Planner):
         import torch
 
         from ..data.rationale import template_rationale
-        from ..learned.policy import decode_actions, findings_from_tags, generate, policy_input
+        from ..learned.policy import beam_plans, decode_actions, findings_from_tags, generate, policy_input
 
         model = self.model()
         images = [context.images[r] for r in context.roles if r in context.images]
@@ -90,12 +102,32 @@ class LearnedPlanner(Planner):
             generator = torch.Generator().manual_seed(int(context.seed) & 0xFFFFFFFF)
             sample = generate(model, [x], greedy=self.temperature <= 0, temperature=max(self.temperature, 1e-6),
                               generator=generator)[0]
+            proposals = beam_plans(model, x, self.candidates) if self.candidates > 1 and context.images else []
         finally:
             torch.set_num_threads(previous)
         tags, actions = decode_actions(model.vocab, sample.ids)
         self._last = {"ids": sample.ids, "step_probs": sample.step_probs, "task": context.task}
         think = template_rationale(findings_from_tags(tags), actions, context.task)
+        if proposals:
+            actions, note = self._best_of(context, [actions] + [decode_actions(model.vocab, p.ids)[1] for p in proposals])
+            think += " " + note
         return Trajectory(tuple(actions), think)
+
+    def _best_of(self, context: PlanContext, plans: list[list[Action]]) -> tuple[list[Action], str]:
+        """The plan with the highest HQA among distinct ``plans`` (executed in the context's environment)."""
+        from ..execute import Environment
+        from .oracle import score_trajectories
+
+        distinct = list({tuple(a.text() for a in p): p for p in plans}.values())
+        env = context.environment or Environment()
+        state0, _ = env.initial_state(dict(context.images), context.task)
+        results = score_trajectories(env, state0, context.task, distinct)
+        scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
+        if not scored:
+            return plans[0], "None of the proposed plans ran; keeping the first."
+        best = max(scored, key=lambda r: r["score"])
+        return list(best["trajectory"]), (f"Tried my {len(distinct)} most likely plans; "
+                                          f"kept the best (HQA {best['score']:.4f}).")
 
     def alternatives(self, context: PlanContext, action: Action) -> list[Action]:
         """Other models for the task and target of ``action``, most probable under the policy first

@@ -27,7 +27,7 @@ from .expert import expert_actions
 from .library import candidate_models
 from .predefined import predefined_plan
 
-__all__ = ["OraclePlanner", "hqa_score", "candidate_prefixes"]
+__all__ = ["OraclePlanner", "hqa_score", "candidate_prefixes", "score_trajectories"]
 
 FusedScorer = Callable[[np.ndarray, Sequence[np.ndarray], str, Sequence[float]], float]
 
@@ -111,27 +111,9 @@ class OraclePlanner(Planner):
         if self.max_fusion:
             fusions = fusions[: self.max_fusion]
         prefixes = candidate_prefixes(slots, models, self.max_prefixes)
-        from ..agent import Reflector
-
-        reflector = Reflector()
-        paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
-        results: list[dict[str, Any]] = []
         t0 = time.perf_counter()
-        for prefix in prefixes:
-            path = self._path(env, reflector, paths, prefix, context.task)
-            if path is None:
-                continue
-            state, rewards = path
-            sources = list(state.images.values())
-            for model in fusions:
-                action = Action("fusion", model)
-                try:
-                    fused_state, _, _ = env.step(state, action, context.task)
-                    score = float(self.scorer(fused_state.images["fused"], sources, context.task, rewards))
-                except Exception as exc:  # an operator failing on this input is simply not a candidate
-                    results.append({"trajectory": list(prefix) + [action], "score": None, "error": str(exc)})
-                    continue
-                results.append({"trajectory": list(prefix) + [action], "score": score})
+        trajectories = [prefix + (Action("fusion", model),) for prefix in prefixes for model in fusions]
+        results = score_trajectories(env, state0, context.task, trajectories, self.scorer)
         scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
         if not scored:
             raise RuntimeError("the oracle found no trajectory that runs on these images")
@@ -142,27 +124,59 @@ class OraclePlanner(Planner):
                  f"in {time.perf_counter() - t0:.1f}s; best score {best['score']:.4f}.")
         return Trajectory(tuple(best["trajectory"]), think)
 
-    @staticmethod
-    def _path(env: Environment, reflector: Any, paths: dict[tuple[Action, ...], tuple[State, list[float]] | None],
-              prefix: tuple[Action, ...], task: str) -> tuple[State, list[float]] | None:
-        """State after ``prefix`` and its steps' rewards; shared prefixes are executed and rated once."""
-        if prefix in paths:
-            return paths[prefix]
-        parent = OraclePlanner._path(env, reflector, paths, prefix[:-1], task)
-        from ..agent import ReflectionError, step_reward
 
-        result = None
-        if parent is not None:
+def score_trajectories(env: Environment, state0: State, task: str, trajectories: Sequence[Sequence[Action]],
+                       scorer: FusedScorer | None = None) -> list[dict[str, Any]]:
+    """Execute and score candidate trajectories (pre-fusion steps, then a fusion step) from ``state0``.
+
+    Prefixes shared by several candidates are executed and rated once; a prefix whose tool fails or
+    cannot be rated prunes every candidate below it (left out of the result), and a failing fusion
+    step gives its candidate ``score: None`` with the error. Each result holds ``trajectory`` (the
+    actions) and ``score`` (by default HQA: :func:`hqa_score`, the steps' reflection rewards included).
+    """
+    from ..agent import Reflector
+
+    scorer = scorer or hqa_score
+    reflector = Reflector()
+    paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
+    results: list[dict[str, Any]] = []
+    for trajectory in trajectories:
+        *prefix, fusion = trajectory
+        path = _path(env, reflector, paths, tuple(prefix), task)
+        if path is None:
+            continue
+        state, rewards = path
+        sources = list(state.images.values())
+        try:
+            fused_state, _, _ = env.step(state, fusion, task)
+            score = float(scorer(fused_state.images["fused"], sources, task, rewards))
+        except Exception as exc:  # an operator failing on this input is simply not a candidate
+            results.append({"trajectory": list(trajectory), "score": None, "error": str(exc)})
+            continue
+        results.append({"trajectory": list(trajectory), "score": score})
+    return results
+
+
+def _path(env: Environment, reflector: Any, paths: dict[tuple[Action, ...], tuple[State, list[float]] | None],
+          prefix: tuple[Action, ...], task: str) -> tuple[State, list[float]] | None:
+    """State after ``prefix`` and its steps' rewards; shared prefixes are executed and rated once."""
+    if prefix in paths:
+        return paths[prefix]
+    parent = _path(env, reflector, paths, prefix[:-1], task)
+    from ..agent import ReflectionError, step_reward
+
+    result = None
+    if parent is not None:
+        try:
+            state, record, _ = env.step(parent[0], prefix[-1], task)
+        except Exception:  # a tool failing on this input prunes the subtree
+            state = None
+        if state is not None:
             try:
-                state, record, _ = env.step(parent[0], prefix[-1], task)
-            except Exception:  # a tool failing on this input prunes the subtree
-                state = None
-            if state is not None:
-                try:
-                    reward = step_reward(reflector, parent[0], state, prefix[-1], record, task)
-                except ReflectionError:  # a step that cannot be rated prunes the subtree too
-                    reward = None
-                if reward is not None:
-                    result = (state, parent[1] + [reward])
-        paths[prefix] = result
-        return result
+                reward = step_reward(reflector, parent[0], state, prefix[-1], record, task)
+            except ReflectionError:  # a step that cannot be rated prunes the subtree too
+                reward = None
+            if reward is not None:
+                result = (state, parent[1] + [reward])
+    paths[prefix] = result
+    return result

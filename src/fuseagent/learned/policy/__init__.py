@@ -13,11 +13,11 @@ planner (:mod:`fuseagent.plan.learned`).
 from __future__ import annotations
 
 from .features import PERCEPTION_SIZE, TASK_IDS, pair_tensor, perception_vector
-from .model import (PolicyConfig, PolicyInput, PolicyNet, Sample, generate, load_policy, policy_input, save_policy,
+from .model import (PolicyConfig, PolicyInput, PolicyNet, Sample, beam_plans, generate, load_policy, policy_input, save_policy,
                     sequence_logprobs)
 from .vocab import Grammar, Vocab, build_vocab, decode_actions, encode_response, findings_from_tags, tags_from_findings
 
 __all__ = ["PERCEPTION_SIZE", "TASK_IDS", "Grammar", "PolicyConfig", "PolicyInput", "PolicyNet", "Sample", "Vocab",
-           "build_vocab", "decode_actions", "encode_response", "findings_from_tags", "generate", "load_policy",
+           "beam_plans", "build_vocab", "decode_actions", "encode_response", "findings_from_tags", "generate", "load_policy",
            "pair_tensor", "perception_vector", "policy_input", "save_policy", "sequence_logprobs",
            "tags_from_findings"]

@@ -33,7 +33,7 @@ from .features import PERCEPTION_SIZE, TASK_IDS, pair_tensor, perception_vector
 from .vocab import Grammar, Vocab
 
 __all__ = ["PolicyConfig", "PolicyInput", "PolicyNet", "Sample", "policy_input", "collate_inputs", "grammar_masks",
-           "pad_sequences", "sequence_logprobs", "generate", "save_policy", "load_policy", "FORMAT"]
+           "pad_sequences", "sequence_logprobs", "generate", "beam_plans", "save_policy", "load_policy", "FORMAT"]
 
 FORMAT = "fuseagent.policy/1"
 
@@ -273,6 +273,68 @@ def generate(model: PolicyNet, inputs: Sequence[PolicyInput], *, temperature: fl
     if not all(done):
         raise FuseAgentError(f"the policy did not finish a plan within {max_length} tokens")
     return samples
+
+
+@torch.no_grad()
+def beam_plans(model: PolicyNet, x: PolicyInput, width: int, *, max_length: int = 48) -> list[Sample]:
+    """The ``width`` most probable plans of one input: tags decoded greedily, then a beam search over
+    the actions (so the candidates differ in what they do, not in how they describe the pair).
+
+    Candidates are ranked by the summed log-probability of their tokens; the first is the greedy
+    plan whenever the greedy plan is the most probable one of the beam (it usually is).
+
+    Example:
+        >>> from fuseagent.learned.policy.vocab import build_vocab, decode_actions
+        >>> _ = torch.manual_seed(0)
+        >>> net = PolicyNet(build_vocab(), PolicyConfig(image_size=32, channels=(8, 8, 8, 8), hidden_dim=32))
+        >>> x = policy_input([np.zeros((32, 32), np.float32)] * 2, "mff", image_size=32)
+        >>> plans = beam_plans(net, x, 3)
+        >>> len(plans), len({tuple(p.ids) for p in plans}), plans[0].logprobs[-1] <= 0.0
+        (3, 3, True)
+    """
+    if width < 1:
+        raise InputError(f"beam width must be at least 1, not {width}")
+    was_training = model.training
+    model.eval()
+    vocab = model.vocab
+    grammar = Grammar(vocab, x.task, x.n_images, max_steps=model.config.max_steps)
+    context = model.context(*collate_inputs([x]))
+    # greedy through the tags and the separator
+    ids, logprobs = [vocab.bos], []
+    state = model.initial_state(context)
+    logits, state = model.step(context, torch.tensor([[vocab.bos]]), state)
+    while True:
+        allowed = torch.from_numpy(grammar.allowed(ids))
+        logp = torch.log_softmax(logits[0, -1].masked_fill(~allowed, float("-inf")), dim=-1)
+        choice = int(torch.argmax(logp))
+        ids.append(choice)
+        logprobs.append(float(logp[choice]))
+        logits, state = model.step(context, torch.tensor([[choice]]), state)
+        if choice == vocab.sep or len(ids) >= max_length:
+            break
+    # beam over the actions: (score, ids, logprobs, logits after the last token, state)
+    beams = [(sum(logprobs), ids, logprobs, logits[0, -1], state)]
+    finished: list[tuple[float, list[int], list[float]]] = []
+    # log-probabilities only fall as a sequence grows: stop once no live beam can beat the width-th finished one
+    while beams and (len(finished) < width or beams[0][0] > sorted(f[0] for f in finished)[-width]):
+        expansions = []
+        for score, b_ids, b_lp, b_logits, b_state in beams:
+            allowed = torch.from_numpy(grammar.allowed(b_ids))
+            logp = torch.log_softmax(b_logits.masked_fill(~allowed, float("-inf")), dim=-1)
+            top = torch.topk(logp, min(width, int(allowed.sum())))
+            for value, token in zip(top.values.tolist(), top.indices.tolist()):
+                expansions.append((score + value, b_ids + [int(token)], b_lp + [value], b_state))
+        expansions.sort(key=lambda e: -e[0])
+        beams = []
+        for score, e_ids, e_lp, e_state in expansions[: width]:
+            if e_ids[-1] == vocab.eos:
+                finished.append((score, e_ids, e_lp))
+            elif len(e_ids) < max_length:
+                out, new_state = model.step(context, torch.tensor([[e_ids[-1]]]), e_state)
+                beams.append((score, e_ids, e_lp, out[0, -1], new_state))
+    model.train(was_training)
+    finished.sort(key=lambda f: -f[0])
+    return [Sample(f_ids, f_lp) for _, f_ids, f_lp in finished[:width]]
 
 
 def save_policy(path: str | os.PathLike, model: PolicyNet, meta: Mapping[str, Any] | None = None) -> Path:
