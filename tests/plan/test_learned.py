@@ -178,6 +178,10 @@ class TestBestOfCandidates:
                   for r in score_trajectories(env, state0, "ivif", [greedy.actions, best.actions])}
         assert scores[best.text()] >= scores[greedy.text()]
 
+    def test_a_searched_plan_is_not_reflected_on_again(self, toy_weights):
+        assert LearnedPlanner(toy_weights).reflect is True
+        assert LearnedPlanner(toy_weights, candidates=3).reflect is False
+
     def test_invalid_candidates_raise(self, toy_weights):
         with pytest.raises(InputError, match="candidates"):
             LearnedPlanner(toy_weights, candidates=0)

@@ -51,7 +51,9 @@ class LearnedPlanner(Planner):
         temperature: 0 decodes greedily (deterministic); above 0 samples, seeded by the context's seed.
         threads: torch CPU threads used while planning.
         candidates: plans proposed and executed to pick the best by HQA (1: the greedy plan alone;
-            above 1 the planner needs the images, and runs tools while planning).
+            above 1 the planner needs the images, and runs tools while planning). A plan chosen so
+            has been executed and rated already, so the agent does not reflect on it again (as for
+            the oracle).
 
     Raises:
         InputError: (when planning) no weights given, or the file is not a policy.
@@ -64,6 +66,7 @@ class LearnedPlanner(Planner):
         if int(candidates) < 1:
             raise InputError(f"planner 'learned': candidates must be at least 1, not {candidates}")
         self.candidates = int(candidates)
+        self.reflect = self.candidates == 1
         weights = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
         if weights is None and SHIPPED_WEIGHTS.is_file():
             weights = SHIPPED_WEIGHTS
