@@ -105,8 +105,8 @@ def main() -> None:
                         help="also run learned with candidates=K (its K most probable plans executed, the best by "
                              "HQA kept) as a row 'learned, best of K' (repeatable)")
     parser.add_argument("--reuse", action="store_true",
-                        help="take the planners' table from the last run in --out (summary.json, run.json) and only "
-                             "run the --ablation weights")
+                        help="take the other planners' rows from the last run in --out (summary.json, run.json); "
+                             "run only the learned planner (--weights, --best-of, --ablation)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -121,6 +121,13 @@ def main() -> None:
             raise SystemExit(f"error: --reuse needs {out / 'summary.json'} from an earlier run")
         summary = json.loads((out / "summary.json").read_text())
         seconds = json.loads((out / "run.json").read_text())["seconds"] if (out / "run.json").is_file() else float("nan")
+        # the other planners' rows are reused; the learned planner is always run with the weights asked for
+        part = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], ["learned"], ablation=[],
+                            ground_truth=False, limit=args.limit, experience=experience, planner_options=options,
+                            progress=False)
+        write_outputs(out / "learned", part)
+        for task, rows in summarise(part).items():
+            summary.setdefault(task, {})["learned"] = rows["learned"]
     else:
         t0 = time.perf_counter()
         rows = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], args.planners.split(","), ablation=[],
