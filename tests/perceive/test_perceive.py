@@ -17,7 +17,8 @@ from fuseagent.errors import FuseAgentError, ImageReadError, InputError
 from fuseagent.io import write_image
 from fuseagent.perceive import perceive, severity_to_value
 from fuseagent.perceive.align import estimate_alignment
-from fuseagent.perceive.features import (FEATURE_NAMES, PAIR_FEATURES, estimate_blockiness, estimate_blur_width,
+from fuseagent.perceive.features import (FEATURE_NAMES, PAIR_FEATURES, dct_quantisation, estimate_blockiness,
+                                         estimate_blur_width,
                                          estimate_haze_density, estimate_noise, estimate_precipitation, estimate_stripe,
                                          falling_streaks, grid_blockiness, highlight_clipping, histogram_combing,
                                          image_features, interpolation_periodicity, line_edge_widths, luminance,
@@ -102,6 +103,31 @@ class TestEstimators:
         assert rain[2] > clean[2] + 0.4 and rain[2] > noisy[2] + 0.25 and rain[1] > clean[1] + 0.01
         assert snowy[2] < rain[2] - 0.3  # round flakes are not falling streaks
 
+    def test_falling_streaks_slanted_rain(self, gray):
+        clean = falling_streaks(gray)
+        steep = falling_streaks(degrade("weather.rain", gray, seed=0, level=3, angle=28.0).image)
+        # the slanted ratio (index 3) sees streaks 28° off vertical that the upright one reads weakly
+        assert steep[3] > clean[3] + 0.3 and steep[3] > steep[2]
+
+    @pytest.mark.parametrize("quality", [10, 30, 50, 75])
+    def test_dct_quantisation_reads_the_quality(self, photo, quality):
+        crop = (slice(96, 288), slice(128, 384))
+        assert dct_quantisation(luminance(photo)[crop])[0] == 0.0  # never compressed: no step
+        once = luminance(jpeg_roundtrip(photo, quality))[crop]
+        loss, peak, _ = dct_quantisation(once)
+        # 100 - quality, the jpeg severity scale's quantity, from the steps of the standard table
+        assert loss == pytest.approx(100 - quality, abs=0.1 * (100 - quality) + 2) and peak > 0.5
+
+    def test_dct_quantisation_tells_strong_recompression_from_a_fine_source(self, photo):
+        crop = (slice(96, 288), slice(128, 384))
+        fine = jpeg_roundtrip(photo, 92)  # a source saved once at high quality
+        strong = jpeg_roundtrip(fine, 45)
+        assert dct_quantisation(luminance(fine)[crop])[0] < 20 < 45 < dct_quantisation(luminance(strong)[crop])[0]
+        # resampling destroys the block structure
+        up = cv2.resize(cv2.resize(strong, (427, 320), interpolation=cv2.INTER_AREA), (640, 480),
+                        interpolation=cv2.INTER_CUBIC)
+        assert dct_quantisation(luminance(up)[crop])[0] == 0.0
+
     def test_pair_context_fills_partner_differences(self, photo):
         from fuseagent.degrade.photometric import change_exposure
 
@@ -117,6 +143,9 @@ class TestEstimators:
         without = pair_context(sharp_blurred.copy(), 0.0, sharpness=False)
         w50 = FEATURE_NAMES.index("pair_line_w50")
         assert with_sharpness[1, w50] > 0.5 and with_sharpness[0, w50] < -0.5 and without[1, w50] == 0.0
+        spikes = FEATURE_NAMES.index("pair_spikes")
+        own = rows[:, FEATURE_NAMES.index("hist_spikes")]
+        assert out[0, spikes] == pytest.approx(own[0] - own[1]) and out[1, spikes] == -out[0, spikes]
 
     def test_precipitation_streaks_for_rain_only(self, gray):
         clean = estimate_precipitation(gray)
@@ -256,6 +285,12 @@ class TestTraining:
         assert used and not used & mefb
         paths = {f for key in cfg["sources"] for s in tuning_sources(key, cfg, shared_data) for f in s.files.values()}
         assert not any(("/vifb/" in f or "/lytro" in f or "/mefb/" in f) for f in paths)
+        # RoadScene pairs after the first ``roadscene_train`` (sorted) are the report's IVIF sources
+        from fuseagent.perceive.train import roadscene_split, single_sources
+
+        _, report = roadscene_split(shared_data, int(cfg["roadscene_train"]))
+        paths |= {f for f, _ in single_sources(cfg, shared_data)}
+        assert report and not any(Path(f).stem in set(report) for f in paths if "/roadscene/" in f)
 
     def test_fit_learns_a_separable_type(self):
         from fuseagent.perceive.train import fit
@@ -355,6 +390,24 @@ class TestPerceive:
         assert same_scene == pytest.approx([-1.0, 1.0], abs=0.15)
         assert measure([gray, photo], "ivif").features[:, column].tolist() == [0.0, 0.0]
         assert all(image_features(brighter)[name] == 0.0 for name in PAIR_FEATURES)
+
+    def test_jpeg_level_read_from_the_quantisation_step(self, photo):
+        fine = jpeg_roundtrip(photo, 92)  # a source saved once at high quality: not a degradation
+        strong = jpeg_roundtrip(photo, 25)  # 100 - quality = 75: level 3 on the jpeg scale
+        rep = perceive(fine, strong, "mff")
+        assert rep.image("a").degradations["jpeg"].level == 0
+        jpeg = rep.image("b").degradations["jpeg"]
+        assert jpeg.level == 3 and jpeg.estimate == pytest.approx(75, abs=8)
+
+    def test_haze_is_shared_by_a_same_scene_pair(self, photo, gray):
+        hazy = degrade("haze.scattering", photo, seed=0, density=0.5, airlight=0.85, tint=0.0).image
+        mff = perceive(hazy, photo, "mff")
+        a, b = (mff.image(r).degradations["haze"] for r in ("a", "b"))
+        assert a.probability == b.probability  # one decision for the scene (each frame keeps its severity)
+        # an infrared-visible pair is not pooled: the visible frame decides alone
+        vis = perceive(gray, hazy, "ivif").image("vis").degradations["haze"]
+        clear = perceive(gray, photo, "ivif").image("vis").degradations["haze"]
+        assert vis.level >= 1 and clear.level == 0 and vis.probability > clear.probability
 
     def test_small_images(self):
         x = np.random.default_rng(0).random((20, 24)).astype(np.float32)

@@ -3,7 +3,8 @@
 :func:`perceive` returns a :class:`~.report.PerceptionReport`: per image, a severity level on
 AgenticIR's six-step scale and a continuous estimate for noise, blur, haze, rain, low light,
 over-exposure, low resolution, stripe noise and JPEG (measured estimators feeding a small
-classifier trained on synthesised degradations); for the pair, misalignment (estimated
+classifier trained on synthesised degradations; JPEG read from the blocks' quantisation step
+wherever that step is found); for the pair, misalignment (estimated
 displacement), resolution, exposure and white-balance mismatch, moving objects (mask and area)
 and complementarity (which image is in focus / well exposed where); and a caption.
 """
@@ -26,12 +27,12 @@ from ..io import check_image, read_image, resize_to
 from ..protocol import roles_for
 from .align import Alignment, estimate_alignment
 from .features import FEATURE_NAMES, image_features, luminance, pair_context
-from .model import DegradationModel, load_model
+from .model import DegradationModel, load_model, pool_scene_types
 from .relational import MotionEstimate, complementarity, detect_motion, exposure_mismatch_ev, white_balance_mismatch
 from .report import DegradationEstimate, ImagePerception, PerceptionReport, caption_for, unit_of
 
 __all__ = ["perceive", "measure", "Measurements", "PerceptionReport", "ImagePerception", "DegradationEstimate",
-           "severity_to_value", "moving_and_reference"]
+           "severity_to_value", "moving_and_reference", "jpeg_from_blocks"]
 
 _MEASURED = {"noise": "noise_flat", "blur": "blur_w50", "haze": "haze_density", "rain": "rain_excess",
              "low_resolution": "resample_2", "stripe": "stripe_col", "jpeg": "grid_block"}
@@ -131,6 +132,32 @@ def _settings(model: DegradationModel, key: str, task: str, default: float) -> f
     return float(value)
 
 
+def jpeg_from_blocks(f: dict[str, float]) -> tuple[bool, int, float] | None:
+    """JPEG read directly from the blocks' DCT coefficients, when their quantisation step was found
+    (features ``dct_quality_loss`` > 0 with ``dct_peak`` ≥ 0.5; :func:`~.features.dct_quantisation`):
+    ``(present, level, 100 - quality)`` on the ``jpeg`` scale, present from its level-1 edge (45)
+    on. ``None`` when no step was found (never compressed, compressed on another grid phase, or
+    resampled since); the classifier decides then.
+
+    The step is the compression's own parameter, measured the same way on any scene, so where it
+    is found it decides instead of the classifier, whose boundary moves with the scenes it was
+    tuned on (the reported ``probability`` stays the classifier's).
+
+    Example:
+        >>> jpeg_from_blocks({"dct_quality_loss": 62.0, "dct_peak": 0.8})
+        (True, 2, 62.0)
+        >>> jpeg_from_blocks({"dct_quality_loss": 27.0, "dct_peak": 0.7})
+        (False, 0, 27.0)
+        >>> jpeg_from_blocks({"dct_quality_loss": 0.0, "dct_peak": 0.1}) is None
+        True
+    """
+    loss, peak = float(f["dct_quality_loss"]), float(f["dct_peak"])
+    if loss <= 0 or peak < 0.5:
+        return None
+    level = level_of("jpeg", loss)
+    return level > 0, level, loss
+
+
 def _measured_value(kind: str, f: dict[str, float]) -> float:
     if kind in _MEASURED:
         return float(f[_MEASURED[kind]])
@@ -171,14 +198,18 @@ def perceive(a: Any, b: Any, task: str = "ivif", *, model: DegradationModel | No
     model = model or load_model()
     m = measure(images, task)
     prob, severity = model.predict(m.features)
+    prob = pool_scene_types(prob, model.types, task)
     per_image = []
     for i, role in enumerate(roles):
         f = dict(zip(FEATURE_NAMES, m.features[i]))
         degr = {}
+        blocks = jpeg_from_blocks(f)
         for t, kind in enumerate(model.types):
             present = prob[i, t] >= model.thresholds[t]
             lvl = int(np.clip(np.round(severity[i, t]), 1, 5)) if present else 0
             est = severity_to_value(kind, float(severity[i, t])) if present else 0.0
+            if kind == "jpeg" and blocks is not None:
+                present, lvl, est = blocks[0], blocks[1], (blocks[2] if blocks[0] else 0.0)
             degr[kind] = DegradationEstimate(lvl, float(prob[i, t]), est, _measured_value(kind, f), unit_of(kind))
         im = images[i]
         per_image.append(ImagePerception(role, "ir" if role == "ir" else "vis", im.shape[:2], im.ndim == 3, degr))

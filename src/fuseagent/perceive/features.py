@@ -3,11 +3,12 @@
 Every measure is cheap (a few box/morphology filters, one small FFT) so that a 640×480 pair is
 perceived in less time than a classical fusion operator's call. Pixel-level statistics of
 degradations that act on the whole frame (noise, 2-D edge width, column/row patterns, resampling
-residuals, the spectrum) are read in a central 256×192 :func:`detail_window`; thin structures, haze
-and texture at half resolution in the same window of the half-size image (the central 512×384 of a
-640×480 frame); luminance statistics and clipping on the whole half-size image; and the cues whose
-evidence is sparse — edge widths, the JPEG block grid, the resampling period and falling streaks —
-on strided rows and columns of the whole full-resolution frame:
+residuals, the spectrum, the JPEG quantisation step) are read in a central 256×192
+:func:`detail_window`; thin structures, haze and texture at half resolution in the same window of
+the half-size image (the central 512×384 of a 640×480 frame); luminance statistics and clipping on
+the whole half-size image; and the cues whose evidence is sparse — edge widths, the JPEG block grid,
+the resampling period and falling streaks — on strided rows and columns of the whole
+full-resolution frame:
 
 * noise — Immerkær, "Fast noise variance estimation", CVIU 1996: the mean absolute response of
   a Laplacian-difference mask, taken over the flattest blocks so that texture does not count;
@@ -16,7 +17,8 @@ on strided rows and columns of the whole full-resolution frame:
   by a kernel of std ``s`` has peak slope ``C / (s sqrt(2 pi))``), in 2-D in the window and along
   every 8th row and column of the frame (rows against columns: the direction of a motion blur);
   radial power spectrum bands;
-* haze — dark channel prior (He, Sun & Tang, CVPR 2009) and contrast statistics;
+* haze — dark channel prior (He, Sun & Tang, CVPR 2009): its mean and its darkest patches, and
+  contrast and saturation statistics;
 * rain / snow — thin bright structures (white top-hat) against thin dark ones, and thin bright
   lines that run near vertically over 10 px (falling streaks);
 * low light / over-exposure — luminance statistics and clipping;
@@ -24,10 +26,11 @@ on strided rows and columns of the whole full-resolution frame:
   interpolation leaves in second differences;
 * stripe noise — the row-median of horizontal differences (a column pattern) vs rows;
 * JPEG — the mean jump across 8-px block borders against the other phases of the grid, with
-  clipped areas left out;
+  clipped areas left out, and the quantisation step of the blocks' DCT coefficients
+  (:func:`dct_quantisation`);
 * digital re-exposure — combing of the 8-bit histogram (Stamm & Liu, IEEE TIFS 2010);
-* pair context — each image's exposure, luminance statistics and (multi-exposure pairs) edge width
-  relative to its partner (:data:`PAIR_FEATURES`).
+* pair context — each image's exposure, luminance statistics, histogram combing and (multi-exposure
+  pairs) edge width relative to its partner (:data:`PAIR_FEATURES`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from ..io import to_gray
 __all__ = ["channel_min", "channel_max", "FEATURE_NAMES", "PAIR_FEATURES", "VISIBLE_ONLY_FEATURES", "detail_window", "image_features", "luminance", "estimate_noise", "estimate_blur_width", "estimate_haze_density",
            "estimate_stripe", "estimate_blockiness", "estimate_precipitation",
            "oriented_streak_energy", "interpolation_periodicity", "highlight_clipping", "histogram_combing",
-           "line_edge_widths", "grid_blockiness", "falling_streaks", "pair_context"]
+           "line_edge_widths", "grid_blockiness", "falling_streaks", "pair_context", "dct_quantisation"]
 
 _SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 _SECOND_DIFF = np.array([1.0, -2.0, 1.0], np.float32)
@@ -397,31 +400,49 @@ def interpolation_periodicity(gray: np.ndarray, stride: int = 2) -> tuple[float,
     return out[0], out[1]
 
 
-def falling_streaks(gray: np.ndarray, threshold: int = 8) -> tuple[float, float, float]:
+@lru_cache(maxsize=1)
+def _slanted_lines(slope: float = 0.75) -> tuple[np.ndarray, ...]:
+    """5-row line elements that step ``±slope`` px per row (about ±20° from vertical on every
+    other row of the frame)."""
+    out = []
+    for s in (-slope, slope):
+        k = np.zeros((5, 7), np.uint8)
+        for i in range(5):
+            k[i, 3 + int(round((i - 2) * s))] = 1
+        out.append(k)
+    return tuple(out)
+
+
+def falling_streaks(gray: np.ndarray, threshold: int = 8) -> tuple[float, float, float, float]:
     """Rain cue at full resolution: thin bright lines that run within 30° of vertical (falling rain),
     against thin dark ones (the scene's own thin structures, as a baseline).
 
     On every other row, the horizontal white (black) top-hat of width 5 marks thin bright (dark)
     structures; a pixel counts when such a structure is present, within ±2 px, on 5 consecutive
     sampled rows (10 px of height). Returns the share of bright counts, bright minus dark, and
-    ``log`` of their ratio.
+    ``log`` of their ratio; and the same log ratio for lines slanted by about ±20° (each sampled row
+    shifted by ±0.75 px before the ±2-px tolerance), which keeps streaks that fall at 20–30°.
 
     Example:
         >>> x = np.full((120, 120), 0.3, np.float32); x[:, 10::12] = 0.8
-        >>> bright, excess, ratio = falling_streaks(x)
+        >>> bright, excess, ratio, slanted = falling_streaks(x)
         >>> excess > 0.05 and ratio > 2
         True
     """
     u8 = np.round(np.clip(gray[::2], 0, 1) * 255).astype(np.uint8)
     across = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 1))
     down = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 5))
-    shares = []
+    shares, slanted = [], []
     for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
         hat = cv2.morphologyEx(u8, op, across)
-        along = cv2.erode(cv2.dilate(hat, across), down)
+        wide = cv2.dilate(hat, across)
+        along = cv2.erode(wide, down)
         shares.append(cv2.countNonZero(cv2.compare(along, threshold, cv2.CMP_GT)) / along.size)
+        left, right = (cv2.erode(wide, k) for k in _slanted_lines())
+        slanted.append(cv2.countNonZero(cv2.compare(cv2.max(left, right), threshold, cv2.CMP_GT)) / along.size)
     bright, dark = shares
-    return bright, bright - dark, float(np.log((bright + 1e-3) / (dark + 1e-3)))
+    return (bright, bright - dark, float(np.log((bright + 1e-3) / (dark + 1e-3))),
+            float(np.log((slanted[0] + 1e-3) / (slanted[1] + 1e-3))))
 
 
 def line_edge_widths(gray: np.ndarray, step: int = 8, top: float = 0.04) -> tuple[float, float, float, float]:
@@ -508,6 +529,99 @@ def grid_blockiness(gray: np.ndarray, step: int = 4) -> tuple[float, float]:
     mean = total / np.maximum(count, 1.0) + 2e-3
     median = float(np.median(mean))
     return float(mean[7] / median - 1.0), float(mean[:7].max() / median - 1.0)
+
+
+@lru_cache(maxsize=1)
+def _dct_matrix() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix (JPEG's transform)."""
+    k = np.arange(8)
+    d = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16) * np.sqrt(2 / 8)
+    d[0] /= np.sqrt(2)
+    return d.astype(np.float32)
+
+
+_DCT_POSITIONS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))
+#: The IJG / JPEG Annex K luminance quantisation table at those positions (quality 50).
+_DCT_TABLE = np.array([11.0, 12.0, 12.0, 10.0, 14.0])
+_DCT_BIN = 0.25
+
+
+@lru_cache(maxsize=1)
+def _dct_step_scores() -> tuple[np.ndarray, np.ndarray]:
+    """Candidate quantisation steps (2..128, 3 % apart: decoding to 8-bit RGB and back to luminance
+    scales a step slightly, so steps are not only integers) and ``cos(2 pi c / q)`` for every
+    candidate and every histogram bin centre ``c`` of |coefficient| (0..128 in bins of 0.25)."""
+    steps = (2.0 * 1.03 ** np.arange(141)).astype(np.float32)
+    centres = (np.arange(int(128 / _DCT_BIN)) + 0.5) * _DCT_BIN
+    return steps, np.cos(2 * np.pi * centres[None, :] / steps[:, None]).astype(np.float32)
+
+
+def dct_quantisation(gray: np.ndarray) -> tuple[float, float, float]:
+    """JPEG compression read from the DCT coefficients of the 8×8 blocks (grid at the window's
+    corner): JPEG stores each coefficient as a multiple of its quantisation step ``q`` (Fan &
+    de Queiroz, "Identification of bitmap compression history", IEEE TIP 2003), so after decoding
+    the non-zero coefficients of a low-frequency position cluster at multiples of ``q``.
+
+    Blocks reaching below 10 or above 245 (of 255) are left out. Per position (the five lowest AC
+    frequencies, coefficients on the 0..255 scale), the histogram of the non-zero |coefficients|
+    (1.5 < |c| < 128) scores each candidate step by the mean of ``cos(2 pi c / q)``; the estimate is
+    the largest ``q`` scoring ≥ 0.5 that the smallest non-zero coefficients allow (``q`` ≤ their
+    10th percentile + 1.5). Each step, over the standard (IJG) table's entry at its position, gives
+    the table's scaling ``S`` and so the quality ``Q`` (``S = 5000 / Q`` below 50, ``200 - 2 Q``
+    above); returns ``100 - Q`` from the median ``S`` (the quantity of the ``jpeg`` severity scale;
+    0 where no step is found: never compressed, or resampled since), the mean score at the
+    estimates, and the mean share of (near-)zero coefficients. A source saved once at high quality
+    reads about 10, a strong recompression 45 and more.
+
+    Example:
+        >>> from fuseagent.degrade.sensor import jpeg_roundtrip
+        >>> x = cv2.GaussianBlur(np.random.default_rng(0).random((128, 128)).astype(np.float32), (0, 0), 1.5)
+        >>> dct_quantisation(x)[0], 60 < dct_quantisation(jpeg_roundtrip(x, 30))[0] < 80
+        (0.0, True)
+    """
+    g = np.asarray(gray, np.float32) * 255.0
+    h, w = (g.shape[0] // 8) * 8, (g.shape[1] // 8) * 8
+    if h < 16 or w < 16:
+        return 0.0, 0.0, 0.0
+    g = np.ascontiguousarray(g[:h, :w])
+    blocks = g.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    # Blocks near black or white are left out: colour channels clipped after decoding break the
+    # luminance's link to the stored coefficients. (Block maxima and minima: an 8×8 dilation /
+    # erosion anchored at the block's corner, read at the corners.)
+    square = np.ones((8, 8), np.uint8)
+    highest = cv2.dilate(g, square, anchor=(0, 0))[::8, ::8].ravel()
+    lowest = cv2.erode(g, square, anchor=(0, 0))[::8, ::8].ravel()
+    usable = (highest < 245.0) & (lowest > 10.0)
+    if usable.sum() >= 32:
+        blocks = blocks[usable]
+    low = _dct_matrix()[:3]  # only the lowest frequencies are read
+    coef = np.abs(low @ blocks @ low.T)
+    steps, table = _dct_step_scores()
+    n_bins = table.shape[1]
+    scalings, peaks, zeros = [], [], []
+    for (u, v), entry in zip(_DCT_POSITIONS, _DCT_TABLE):
+        c = coef[:, u, v]
+        nz = c[c > 1.5]
+        zeros.append(1.0 - nz.size / c.size)
+        if nz.size < 20:
+            continue
+        hist = np.bincount(np.minimum(nz / _DCT_BIN, n_bins).astype(np.int64), minlength=n_bins + 1)[:n_bins]
+        score = table @ hist.astype(np.float32) / max(1.0, float(hist.sum()))
+        allowed = steps <= float(np.partition(nz, nz.size // 10)[nz.size // 10]) + 1.5
+        ok = np.flatnonzero(allowed & (score >= 0.5))
+        if ok.size == 0:
+            scalings.append(0.0)
+            peaks.append(float(score[allowed].max()) if allowed.any() else 0.0)
+            continue
+        scalings.append(100.0 * float(steps[ok[-1]]) / float(entry))
+        peaks.append(float(score[ok[-1]]))
+    if not scalings:
+        return 0.0, 0.0, float(np.mean(zeros))
+    scaling = float(np.median(scalings))
+    if scaling <= 0:
+        return 0.0, float(np.mean(peaks)), float(np.mean(zeros))
+    quality = 5000.0 / scaling if scaling > 100 else (200.0 - scaling) / 2
+    return float(np.clip(100.0 - quality, 0.0, 100.0)), float(np.mean(peaks)), float(np.mean(zeros))
 
 
 def highlight_clipping(gray: np.ndarray) -> tuple[float, float, float]:
@@ -639,6 +753,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "falling_bright", "falling_excess", "falling_ratio",
     "interp_period_col", "interp_period_row",
     "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
+    "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_slant_ratio",
+    "streaks_ratio", "spots_ratio",
 )
 #: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
 #: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
@@ -647,13 +763,14 @@ VISIBLE_ONLY_FEATURES: tuple[str, ...] = (
     "haze_density", "airlight", "dark_mean", "rain_excess", "rain_coherence", "rain_bright", "streaks_bright",
     "streak_coherence", "spots_bright", "streaks_dark", "spots_dark", "streak_orient_excess", "streak_orient_spread",
     "falling_bright", "falling_excess", "falling_ratio", "clip_regions", "clip_largest", "highlight_texture",
-    "hist_gaps", "hist_spikes")
+    "hist_gaps", "hist_spikes", "dark_p05", "saturation_p90", "falling_slant_ratio", "streaks_ratio",
+    "spots_ratio")
 #: Features of an image that depend on the other image of its pair; :func:`image_features` leaves
 #: them at 0 (no partner) and :func:`fuseagent.perceive.measure` fills them for same-modality pairs.
 PAIR_FEATURES: tuple[str, ...] = ("relative_ev", "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps",
-                                   "pair_line_w50", "pair_line_w75")
+                                   "pair_line_w50", "pair_line_w75", "pair_spikes")
 _PAIR_DIFFERENCES = {"pair_mean": "mean", "pair_p05": "p05", "pair_p95": "p95", "pair_clipped": "frac_clipped",
-                     "pair_gaps": "hist_gaps"}
+                     "pair_gaps": "hist_gaps", "pair_spikes": "hist_spikes"}
 
 
 def pair_context(features: np.ndarray, relative_ev: float, sharpness: bool = True) -> np.ndarray:
@@ -725,17 +842,31 @@ def _visible_features(image: np.ndarray, half: np.ndarray, core: np.ndarray, gra
     dark8 = cv2.erode(np.round(np.clip(lowest, 0, 1) * 255).astype(np.uint8), np.ones((9, 9), np.uint8))
     f["haze_density"], f["airlight"] = _haze_from_dark(dark8, core if image.ndim == 2 else luminance(small))
     f["dark_mean"] = float(cv2.mean(dark8)[0]) / 255.0
+    # The darkest patches: a veil of airlight lifts even the shadows (a clear scene keeps some near 0).
+    sample = dark8[::4, ::4].ravel()
+    f["dark_p05"] = float(np.partition(sample, sample.size // 20)[sample.size // 20]) / 255.0
     if image.ndim == 3:
-        f["saturation"] = cv2.mean(cv2.divide(cv2.subtract(highest, lowest), cv2.add(highest, 1e-3)))[0]
+        chroma = cv2.divide(cv2.subtract(highest, lowest), cv2.add(highest, 1e-3))
+        f["saturation"] = cv2.mean(chroma)[0]
+        # The most colourful parts: haze desaturates every colour, a pale scene keeps a few vivid ones.
+        sat = chroma[::2, ::2].ravel()
+        f["saturation_p90"] = float(np.partition(sat, int(sat.size * 0.9))[int(sat.size * 0.9)])
         means = np.array(cv2.mean(small)[:3]) + 1e-3
         f["chroma_cast"] = float(np.log(means[0] / means[2]))
     else:
-        f["saturation"], f["chroma_cast"] = 0.0, 0.0
+        f["saturation"], f["chroma_cast"], f["saturation_p90"] = 0.0, 0.0, 0.0
     hats = _top_hats(core, 5)
     (f["rain_excess"], f["rain_coherence"], f["rain_bright"], f["streaks_bright"], f["streak_coherence"],
      f["spots_bright"], f["streaks_dark"], f["spots_dark"]) = estimate_precipitation(core, 5, hats)
+    # Counts per megapixel span four decades (a textured close-up holds thousands of bright specks):
+    # the classifier reads them on a log scale, plus bright against dark as a log ratio, so that
+    # a scene's own thin structures (bright and dark alike) do not pass for snow or rain.
+    for kind in ("streaks", "spots"):
+        bright, dark = f[f"{kind}_bright"], f[f"{kind}_dark"]
+        f[f"{kind}_bright"], f[f"{kind}_dark"] = float(np.log1p(bright / 100)), float(np.log1p(dark / 100))
+        f[f"{kind}_ratio"] = float(np.log((bright + 100) / (dark + 100)))
     f["streak_orient_excess"], f["streak_orient_spread"] = oriented_streak_energy(core, 5, hats)
-    f["falling_bright"], f["falling_excess"], f["falling_ratio"] = falling_streaks(gray)
+    f["falling_bright"], f["falling_excess"], f["falling_ratio"], f["falling_slant_ratio"] = falling_streaks(gray)
     f["clip_regions"], f["clip_largest"], f["highlight_texture"] = highlight_clipping(half)
     f["hist_gaps"], f["hist_spikes"] = histogram_combing(detail_window(image))
 
@@ -789,6 +920,7 @@ def image_features(image: np.ndarray, modality: str = "vis", gray: np.ndarray | 
     f["line_w50_x"], f["line_w50_y"], f["line_w75"], f["line_w_direction"] = line_edge_widths(gray)
     f["grid_block"], f["grid_offgrid"] = grid_blockiness(gray)
     f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(gray, stride=4)
+    f["dct_quality_loss"], f["dct_peak"], f["dct_zero"] = dct_quantisation(detail)
     if modality == "ir":
         f.update(dict.fromkeys(VISIBLE_ONLY_FEATURES, 0.0))
         f["saturation"], f["chroma_cast"] = 0.0, 0.0

@@ -21,7 +21,29 @@ import numpy as np
 from ..errors import FuseAgentError
 from .features import FEATURE_NAMES
 
-__all__ = ["WEIGHTS_PATH", "DegradationModel", "load_model"]
+__all__ = ["WEIGHTS_PATH", "SCENE_TYPES", "DegradationModel", "load_model", "pool_scene_types"]
+
+#: Degradations of the scene (the atmosphere between it and the camera), not of one capture: the two
+#: frames of a same-modality pair (MEF/MFF), taken of one scene together, share them.
+SCENE_TYPES: tuple[str, ...] = ("haze",)
+
+
+def pool_scene_types(prob: np.ndarray, types: tuple[str, ...], task: str) -> np.ndarray:
+    """Presence probabilities ``(2, T)`` of a pair with each :data:`SCENE_TYPES` column replaced by
+    the mean over the two frames, for same-modality pairs (``task`` ``mef`` or ``mff``); an
+    infrared-visible pair (``ivif``) is returned unchanged (haze is not measured on infrared).
+
+    Example:
+        >>> pool_scene_types(np.array([[0.9, 0.2], [0.3, 0.6]]), ("haze", "noise"), "mff").tolist()
+        [[0.6, 0.2], [0.6, 0.6]]
+    """
+    out = np.array(prob, dtype=np.float64, copy=True)
+    if task == "ivif" or out.shape[0] != 2:
+        return out
+    for j, kind in enumerate(types):
+        if kind in SCENE_TYPES:
+            out[:, j] = out[:, j].mean()
+    return out
 
 WEIGHTS_PATH = Path(__file__).with_name("perceive_weights.npz")
 

@@ -13,9 +13,10 @@ into exposure brackets and focus pairs for MEF/MFF; and real exposure pairs from
 Besides the pairs of every recipe, ``singles`` single frames with 0..2 random degradations give every
 type more positives. Features are cached (``--cache``; ``--refit`` re-fits from the cache in a few
 minutes). The classifier is an ensemble of ``members`` perceptrons; per-type thresholds maximise F1
-over 5-fold out-of-fold probabilities of the synthesised pairs (``threshold_rows``); the shipped model
+over 5-fold out-of-fold probabilities of the synthesised pairs (``threshold_rows``; haze pooled over a
+same-modality pair's frames, as :func:`fuseagent.perceive.perceive` decides it); the shipped model
 is trained on all rows. The result is ``perceive_weights.npz`` (the ensemble, per-type thresholds,
-relational thresholds), written atomically; collecting and fitting took about 7 minutes of one
+relational thresholds), written atomically; collecting and fitting took about 5–7 minutes of one
 core on a loaded 2-core machine.
 """
 
@@ -37,7 +38,7 @@ from ..degrade.severity import PERCEIVED_TYPES
 from ..degrade.suite import Source, discover_sources, limit_size, make_sample
 from ..errors import InputError
 from .features import FEATURE_NAMES, image_features
-from .model import WEIGHTS_PATH, DegradationModel
+from .model import WEIGHTS_PATH, DegradationModel, pool_scene_types
 
 __all__ = ["CONFIG_PATH", "load_config", "roadscene_split", "tuning_sources", "ground_truth", "collect",
            "fit", "tune_threshold", "f1_score", "main", "collect_singles", "single_sources", "row_of",
@@ -393,7 +394,9 @@ def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationMod
         part = train([r for r, g in zip(rows, fold_of) if g != f])
         held = [r for r, g in zip(rows, fold_of) if g == f]
         xv, yv, kv = _stack(held)
-        oof_prob.append(part.predict(xv)[0])
+        # a same-modality pair's frames share the scene's degradations (as perceive() decides them)
+        oof_prob.append(np.concatenate([pool_scene_types(part.predict(r["features"])[0], TYPES, r["task"])
+                                        for r in held]))
         oof_y.append(yv)
         oof_k.append(kv)
         oof_pair.append(np.concatenate([np.full(r["features"].shape[0], r["task"] != "single") for r in held]))
