@@ -15,9 +15,9 @@ instead of the oracle's hundreds.
 
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
 variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy_sft.pt``
-(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 79 synthesised training pairs; its decision
-benchmark is in docs/BENCHMARKS.md). It is not the default planner: it has not yet beaten the
-``expert`` on every task.
+(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 265 synthesised training pairs; its decision
+benchmark is in docs/BENCHMARKS.md). It is not the default planner: it has not yet met the issue's
+bar on every task (see that benchmark).
 """
 
 from __future__ import annotations
