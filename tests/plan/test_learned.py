@@ -211,3 +211,32 @@ class TestShippedPolicy:
 
     def test_small_and_loaded_offline(self):
         assert SHIPPED_WEIGHTS.is_file() and SHIPPED_WEIGHTS.stat().st_size < 3 * 1024 ** 2
+
+
+class TestFuseCommand:
+    def test_cli_runs_the_learned_planner_with_candidates(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
+        from fuseagent.cli import main
+        from fuseagent.io import read_image, write_image
+
+        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
+        ir, vis, out = tmp_path / "ir.png", tmp_path / "vis.png", tmp_path / "out.png"
+        write_image(ir, small_pair[0])
+        write_image(vis, small_pair[1])
+        code = main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--planner", "learned",
+                     "--candidates", "3"])
+        assert code == 0 and read_image(out).shape == small_pair[0].shape
+        assert "planner learned:" in capsys.readouterr().out
+
+    def test_cli_rejects_zero_candidates_in_one_line(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
+        from fuseagent.cli import main
+        from fuseagent.io import write_image
+
+        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
+        ir, vis, out = tmp_path / "ir.png", tmp_path / "vis.png", tmp_path / "out.png"
+        write_image(ir, small_pair[0])
+        write_image(vis, small_pair[1])
+        code = main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--planner", "learned",
+                     "--candidates", "0"])
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and not out.exists()
+        assert "candidates" in err and len(err.splitlines()) == 1

@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", help="write the JSON trace of the run here")
     p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output bit depth (16: PNG/TIFF)")
     agent = p.add_argument_group("agent (perceive, plan, execute, reflect, roll back)")
-    agent.add_argument("--planner", help="run the agent with this planner: predefined, expert, vlm, oracle, random, "
-                                         "random-order, random-model")
+    agent.add_argument("--planner", help="run the agent with this planner: predefined, expert, vlm, learned, oracle, "
+                                         "random, random-order, random-model")
     agent.add_argument("--report", help="write a self-contained HTML report of the run here")
     agent.add_argument("--replay", help="re-run the trajectory of a saved trace (bit-for-bit the same output)")
     agent.add_argument("--experience", help="experience JSON (from 'fuseagent explore') for expert and vlm planners")
@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio); key from $FUSEAGENT_VLM_API_KEY")
     agent.add_argument("--vlm-model", default="Qwen/Qwen2.5-VL-7B-Instruct", help="model name on that endpoint")
     agent.add_argument("--vlm-timeout", type=float, default=60.0, help="seconds per VLM request")
+    agent.add_argument("--candidates", type=int, default=1, metavar="K",
+                       help="learned planner: execute its K most probable plans and keep the best by HQA (default 1)")
     p.set_defaults(func=run)
 
 
@@ -109,7 +111,7 @@ def _run_agent(args: argparse.Namespace):
         from ..plan import create_planner
 
         options = ({"url": args.vlm_url, "model": args.vlm_model, "timeout": args.vlm_timeout}
-                   if args.planner == "vlm" else {})
+                   if args.planner == "vlm" else {"candidates": args.candidates} if args.planner == "learned" else {})
         planner = create_planner(args.planner, **options)
         reflect = not args.no_reflect
     else:  # --report alone records the plain run (the given plan or the pre-defined pipeline), unchanged
