@@ -194,9 +194,9 @@ class TestShippedPolicy:
 
     @pytest.mark.parametrize("task, folder, roles, findings, stored", [
         ("ivif", "ivif/tno_08", ["ir", "vis"], Findings({"vis": {"noise": 3}}),
-         "[task:registration][model:ecc][on:ir] -> [task:denoise][model:wavelet][on:vis] -> [task:fusion][model:gff]"),
+         "[task:fusion][model:regionlp]"),
         ("mef", "mef/coffee", ["a", "b", "c"], Findings(),
-         "[task:flow][model:dis] -> [task:fusion][model:spd_global]"),
+         "[task:registration][model:xfeat] -> [task:fusion][model:spd_global]"),
         ("mff", "mff/rocket", ["a", "b"], Findings({"a": {"haze": 2}, "b": {"haze": 2}}),
          "[task:dehaze][model:dcp] -> [task:fusion][model:wavelet]"),
     ])

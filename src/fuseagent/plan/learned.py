@@ -15,7 +15,7 @@ instead of the oracle's hundreds.
 
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
 variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy_sft.pt``
-(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 265 synthesised training pairs; its decision
+(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 570 synthesised training pairs; its decision
 benchmark is in docs/BENCHMARKS.md). It is not the default planner: it has not yet met the issue's
 bar on every task (see that benchmark).
 """
