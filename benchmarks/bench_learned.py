@@ -179,7 +179,9 @@ def main() -> None:
         args.training, "",
         f"Evaluation: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --limit {args.limit}"
         + (f" --weights {args.weights}" if args.weights else "") + "".join(f" --best-of {k}" for k in args.best_of)
-        + f"` (planners {seconds:.0f} s; weights: {weights}). "
+        + (" --reuse" if args.reuse else "")
+        + f"` ({'other planners from the previous run, ' if args.reuse else ''}planners {seconds:.0f} s; "
+        f"weights: {weights}). "
         "Test suites of the decision benchmark (VIFB, the 16 MEFB test scenes and Lytro; "
         f"first {args.limit} pairs each, never trained on); every planner plans from **perception** "
         "(`fuseagent.perceive`), not from the suites' labels; reflection on; each run in a fresh environment.", "",
