@@ -214,29 +214,28 @@ class TestShippedPolicy:
 
 
 class TestFuseCommand:
-    def test_cli_runs_the_learned_planner_with_candidates(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
+    @staticmethod
+    def _fuse(monkeypatch, weights, pair, tmp_path, candidates: str) -> tuple[int, Path]:
         from fuseagent.cli import main
-        from fuseagent.io import read_image, write_image
+        from fuseagent.io import write_image
 
-        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
+        monkeypatch.setenv(WEIGHTS_ENV, str(weights))
         ir, vis, out = tmp_path / "ir.png", tmp_path / "vis.png", tmp_path / "out.png"
-        write_image(ir, small_pair[0])
-        write_image(vis, small_pair[1])
+        write_image(ir, pair[0])
+        write_image(vis, pair[1])
         code = main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--planner", "learned",
-                     "--candidates", "3"])
+                     "--candidates", candidates])
+        return code, out
+
+    def test_cli_runs_the_learned_planner_with_candidates(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
+        from fuseagent.io import read_image
+
+        code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "3")
         assert code == 0 and read_image(out).shape == small_pair[0].shape
         assert "planner learned:" in capsys.readouterr().out
 
     def test_cli_rejects_zero_candidates_in_one_line(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
-        from fuseagent.cli import main
-        from fuseagent.io import write_image
-
-        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
-        ir, vis, out = tmp_path / "ir.png", tmp_path / "vis.png", tmp_path / "out.png"
-        write_image(ir, small_pair[0])
-        write_image(vis, small_pair[1])
-        code = main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--planner", "learned",
-                     "--candidates", "0"])
+        code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "0")
         err = capsys.readouterr().err.strip()
         assert code != 0 and not out.exists()
         assert "candidates" in err and len(err.splitlines()) == 1
