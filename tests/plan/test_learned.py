@@ -172,6 +172,7 @@ class TestBestOfCandidates:
         best = LearnedPlanner(toy_weights, candidates=4).plan(
             PlanContext(task="ivif", roles=["ir", "vis"], findings=NOISY_VIS, images=images, seed=0, environment=env))
         assert "most likely plans" in best.think
+        assert check_rationale(best.think) == []
         assert env.cache.misses >= 2  # it executed its proposals
         state0, _ = env.initial_state(images, "ivif")
         scores = {" -> ".join(a.text() for a in r["trajectory"]): r["score"]

@@ -110,11 +110,11 @@ class LearnedPlanner(Planner):
             torch.set_num_threads(previous)
         tags, actions = decode_actions(model.vocab, sample.ids)
         self._last = {"ids": sample.ids, "step_probs": sample.step_probs, "task": context.task}
-        think = template_rationale(findings_from_tags(tags), actions, context.task)
+        note = ""
         if proposals:
             actions, note = self._best_of(context, [actions] + [decode_actions(model.vocab, p.ids)[1] for p in proposals])
-            think += " " + note
-        return Trajectory(tuple(actions), think)
+        think = template_rationale(findings_from_tags(tags), actions, context.task)
+        return Trajectory(tuple(actions), f"{think} {note}" if note else think)
 
     def _best_of(self, context: PlanContext, plans: list[list[Action]]) -> tuple[list[Action], str]:
         """The plan with the highest HQA among distinct ``plans`` (executed in the context's environment)."""
