@@ -90,6 +90,66 @@ def ablation_table(results: dict[str, dict[str, float]], records: dict[str, dict
     return out
 
 
+def oracle_share(summary: dict, label: str) -> dict[str, tuple[float, float]]:
+    """Per task, (share of the oracle's HQA, how many times fewer tool executions) of the row ``label``.
+
+    Example:
+        >>> s = {"mef": {"learned": {"hqa": 0.9, "tool_calls": 3.0}, "oracle": {"hqa": 1.0, "tool_calls": 90.0}}}
+        >>> oracle_share(s, "learned")
+        {'mef': (0.9, 30.0)}
+    """
+    out = {}
+    for task, rows in sorted(summary.items()):
+        mine, oracle = rows.get(label), rows.get("oracle")
+        if mine and oracle and mine.get("hqa") is not None and oracle.get("hqa"):
+            out[task] = (mine["hqa"] / oracle["hqa"], oracle["tool_calls"] / max(mine["tool_calls"], 1e-9))
+    return out
+
+
+def smallest_k(summary: dict, ks: list[int], share_goal: float = 0.98, calls_goal: float = 20.0) -> int | None:
+    """The smallest K whose row ``learned, best of K`` reaches ``share_goal`` of the oracle's HQA with at
+    least ``calls_goal``× fewer tool executions in every task of ``summary``; None if none does.
+
+    Example:
+        >>> row = lambda h, c: {"hqa": h, "tool_calls": c}
+        >>> s = {"ivif": {"oracle": row(1.0, 100.0), "learned, best of 2": row(0.97, 3.0),
+        ...               "learned, best of 3": row(0.985, 4.5), "learned, best of 4": row(0.99, 6.0)}}
+        >>> smallest_k(s, [4, 2, 3])
+        3
+    """
+    for k in sorted(ks):
+        shares = oracle_share(summary, f"learned, best of {k}")
+        if len(shares) == len(summary) and all(s >= share_goal and c >= calls_goal for s, c in shares.values()):
+            return k
+    return None
+
+
+def validation_body(args: argparse.Namespace, summary: dict, seconds: float, machine: str) -> list[str]:
+    """The ``learned-planner-validation`` section: the K of best-of-K chosen on training-source suites."""
+    from fuseagent.bench.decision import to_markdown
+
+    labels = ["learned"] + [f"learned, best of {k}" for k in sorted(args.best_of)]
+    rows = ["| planner | " + " | ".join(f"{t.upper()} % of oracle (× fewer calls)" for t in TASKS) + " |",
+            "|---|" + "---:|" * len(TASKS)]
+    for label in labels:
+        shares = oracle_share(summary, label)
+        rows.append(f"| {label} | " + " | ".join(
+            f"{100 * shares[t][0]:.1f} % ({shares[t][1]:.0f}×)" if t in shares else "—" for t in TASKS) + " |")
+    k = smallest_k(summary, args.best_of)
+    return [
+        "## Learned planner: choosing K on validation suites (issue #8)", "",
+        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --split validation "
+        f"--limit {args.limit} --planners {args.planners}" + "".join(f" --best-of {k}" for k in args.best_of)
+        + f"` ({seconds:.0f} s for the planners). Suites: the `train-*` suites of `build_agent_suites.py --n 10` "
+        "(RoadScene, the MEFB scenes outside its test set, LOL normal-light images; the policy's training "
+        "sources, with degradations drawn by another seed and never trained on), planning from perception, "
+        "reflection on. The number of candidates K of `learned` is chosen here, before the test run, as the "
+        "smallest K reaching 98 % of the oracle's HQA with ≥ 20× fewer tool executions in each task.", "",
+        f"Machine: {machine}.", "", to_markdown(summary, "### "), "", *rows, "",
+        f"Chosen: **K = {k}**." if k is not None else "No K reaches the goal point on these suites.",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="policy weights (default: the shipped ones)")
@@ -97,7 +157,7 @@ def main() -> None:
     parser.add_argument("--suites", default=str(ROOT / "out" / "suites10"))
     parser.add_argument("--planners", default=PLANNERS)
     parser.add_argument("--experience", default=str(ROOT / "out" / "experience" / "experience.json"))
-    parser.add_argument("--out", default=str(ROOT / "out" / "decision_learned"))
+    parser.add_argument("--out", default=None, help="default out/decision_learned (validation: …_validation)")
     parser.add_argument("--training", default="", help="paragraph on how the evaluated weights were trained")
     parser.add_argument("--ablation", action="append", default=[], metavar="LABEL=WEIGHTS",
                         help="also run the learned planner with these weights (repeatable)")
@@ -107,22 +167,27 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="take the other planners' rows from the last run in --out (summary.json, run.json); "
                              "run only the learned planner (--weights, --best-of, --ablation)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="test: the test suites (test-*); validation: the training-source suites (train-*, "
+                             "degradations never trained on) to choose settings such as K before the test run; "
+                             "written to its own section")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    suites = [Path(args.suites) / f"{'test' if args.split == 'test' else 'train'}-{t}" for t in TASKS]
 
     from fuseagent.bench.decision import run_decision, summarise, to_markdown, write_outputs
     from fuseagent.plan.experience import Experience
 
     experience = Experience.load(args.experience) if Path(args.experience).is_file() else None
     options = {"learned": {"weights": args.weights}} if args.weights else {}
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "out" / ("decision_learned" if args.split == "test" else "decision_learned_validation"))
     if args.reuse:
         if not (out / "summary.json").is_file():
             raise SystemExit(f"error: --reuse needs {out / 'summary.json'} from an earlier run")
         summary = json.loads((out / "summary.json").read_text())
         seconds = json.loads((out / "run.json").read_text())["seconds"] if (out / "run.json").is_file() else float("nan")
         # the other planners' rows are reused; the learned planner is always run with the weights asked for
-        part = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], ["learned"], ablation=[],
+        part = run_decision(suites, ["learned"], ablation=[],
                             ground_truth=False, limit=args.limit, experience=experience, planner_options=options,
                             progress=False)
         write_outputs(out / "learned", part)
@@ -130,7 +195,7 @@ def main() -> None:
             summary.setdefault(task, {})["learned"] = rows["learned"]
     else:
         t0 = time.perf_counter()
-        rows = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], args.planners.split(","), ablation=[],
+        rows = run_decision(suites, args.planners.split(","), ablation=[],
                             ground_truth=False, limit=args.limit, experience=experience, planner_options=options,
                             progress=False)
         seconds = time.perf_counter() - t0
@@ -140,7 +205,7 @@ def main() -> None:
         (out / "run.json").write_text(json.dumps({"seconds": seconds, "planners": args.planners.split(","),
                                                   "limit": args.limit, "weights": args.weights}))
     for k in args.best_of:
-        part = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], ["learned"], ablation=[],
+        part = run_decision(suites, ["learned"], ablation=[],
                             ground_truth=False, limit=args.limit, experience=experience,
                             planner_options={"learned": {**options.get("learned", {}), "candidates": k}},
                             progress=False)
@@ -161,7 +226,7 @@ def main() -> None:
         results, records = {}, {}
         for item in args.ablation:
             label, _, path = item.partition("=")
-            part = run_decision([Path(args.suites) / f"test-{t}" for t in TASKS], ["learned"], ablation=[],
+            part = run_decision(suites, ["learned"], ablation=[],
                                 ground_truth=False, limit=args.limit, experience=experience,
                                 planner_options={"learned": {"weights": path}}, progress=False)
             results[label] = {t: v["learned"]["hqa"] for t, v in summarise(part).items()}
@@ -173,6 +238,9 @@ def main() -> None:
         return
     from _report import machine, update_section
 
+    if args.split == "validation":
+        update_section("learned-planner-validation", "\n".join(validation_body(args, summary, seconds, machine())))
+        return
     weights = args.weights or "the shipped `fuseagent/weights/policy_sft.pt`"
     body = [
         "## Learned planner in the decision benchmark (issue #8)", "",

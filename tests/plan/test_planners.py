@@ -45,7 +45,7 @@ class TestPredefined:
             assert predefined_plan(task).text() == PREDEFINED[task]
 
     def test_nothing_found_fuses_directly(self):
-        for task, fusion in (("ivif", "regionlp"), ("mef", "spd_global"), ("mff", "focus")):
+        for task, fusion in (("ivif", "wavelet"), ("mef", "spd_global"), ("mff", "focus")):
             assert create_planner("predefined").plan(ctx(task, Findings())).text() == f"[task:fusion][model:{fusion}]"
 
     def test_findings_fill_the_template_with_fixed_models_in_canonical_order(self):
@@ -53,7 +53,7 @@ class TestPredefined:
                             {"misalignment": 2})
         assert create_planner("predefined").plan(ctx("ivif", findings)).text() == (
             "[task:destripe][model:column][on:ir] -> [task:denoise][model:nlm] -> [task:dehaze][model:dcp][on:vis] -> "
-            "[task:lighten][model:clahe][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:regionlp]")
+            "[task:lighten][model:clahe][on:vis] -> [task:registration][model:ecc][on:ir] -> [task:fusion][model:wavelet]")
 
     def test_ignores_experience(self):
         from fuseagent.plan.experience import Experience
