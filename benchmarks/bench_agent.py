@@ -3,7 +3,7 @@
 Runs the agent (perception, planning, step-by-step execution with reflection and rollback, the
 final trace) on the bundled TNO pair at 640×480 with a degraded visible image, in a fresh
 environment each repeat so that every tool really runs, and splits the wall time into tool time
-and overhead (perception, planning, reflection, bookkeeping).
+and overhead (perception, planning, reflection, content hashing, bookkeeping).
 
 When perception cannot run (e.g. its weights must be retrained), the expert planner is given
 :data:`KNOWN_FINDINGS` instead and the table says so: its overhead then excludes perception.
@@ -65,9 +65,13 @@ def measure(planner: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect
         rows.append({"wall": wall, "tools": result.tool_seconds, "overhead": wall - result.tool_seconds,
                      "perception": result.perception_seconds, "planning": result.planning_seconds,
                      "reflection": result.reflection_seconds, "reflection_cpu": agent.reflector.cpu_seconds,
+                     "hashing": result.hashing_seconds,
+                     "rest": wall - result.tool_seconds - result.perception_seconds - result.planning_seconds
+                     - result.reflection_seconds - result.hashing_seconds,
                      "calls": result.tool_calls, "trajectory": result.trajectory})
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "tools", "overhead", "perception", "planning",
-                                                                  "reflection", "reflection_cpu", "calls")}
+                                                                  "reflection", "reflection_cpu", "hashing", "rest",
+                                                                  "calls")}
     med["share"] = statistics.median(r["overhead"] / r["wall"] for r in rows)
     med["share_no_perception"] = statistics.median((r["overhead"] - r["perception"]) / (r["wall"] - r["perception"])
                                                    for r in rows)
@@ -99,7 +103,7 @@ def main() -> None:
             results[label] = m = measure(planner, ir, vis, args.repeats, size, findings)
             print(f"{label:32s} wall {m['wall']:.3f}s tools {m['tools']:.3f}s overhead {m['overhead']:.3f}s "
                   f"({m['share']:.1%}) perception {m['perception']:.3f}s reflection {m['reflection']:.3f}s "
-                  f"(CPU {m['reflection_cpu']:.3f}s)", flush=True)
+                  f"(CPU {m['reflection_cpu']:.3f}s) hashing {m['hashing']:.3f}s rest {m['rest']:.3f}s", flush=True)
     load_after = os.getloadavg()
     from _report import machine, update_section
 
@@ -111,8 +115,13 @@ def main() -> None:
              "noisy. Overhead = wall time of `Agent.run` plus building its trace, minus the time spent inside "
              "tools (the sum of the tools' own timings, rolled-back attempts included); it is everything the "
              "agent adds: perception, planning, reflection (thumbnails, rewards), content hashing, step "
-             "bookkeeping and the trace. Overhead share = overhead / wall time. Reflection CPU s = the process CPU "
-             "time of the same reflection calls (on a shared machine the wall seconds also count waiting for a core).",
+             "bookkeeping and the trace. Overhead share = overhead / wall time. The agent's worker thread prepares "
+             "each step's rating while its tool runs and hashes states while they are rated or perceived: "
+             "reflection s and hashing s are the time the run waited for them (rating, and waiting for a "
+             "preparation; waiting for a content hash), reflection CPU s the CPU time of the reflection in "
+             "whichever thread (on a shared machine the wall seconds also count waiting for a core); rest s = "
+             "overhead minus perception, planning, reflection and hashing (step bookkeeping, the planner's "
+             "alternatives, the trace).",
              ""]
     if no_perception:
         lines += [f"Perception could not run when this was measured (`{no_perception}`): planners that use it "
@@ -124,12 +133,12 @@ def main() -> None:
              f"{' / '.join(f'{v:.1f}' for v in load_before)} before and "
              f"{' / '.join(f'{v:.1f}' for v in load_after)} after.", "",
              "| planner | trajectory | tool calls | wall s | tools s | overhead s | overhead share | share without "
-             "perception | perception s | planning s | reflection s | reflection CPU s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "perception | perception s | planning s | reflection s | reflection CPU s | hashing s | rest s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for planner, m in results.items():
         lines.append(f"| {planner} | `{m['trajectory']}` | {m['calls']:.0f} | {m['wall']:.3f} | {m['tools']:.3f} | "
                      f"{m['overhead']:.3f} | {m['share']:.1%} | {m['share_no_perception']:.1%} | {m['perception']:.3f} | {m['planning']:.3f} | "
-                     f"{m['reflection']:.3f} | {m['reflection_cpu']:.3f} |")
+                     f"{m['reflection']:.3f} | {m['reflection_cpu']:.3f} | {m['hashing']:.3f} | {m['rest']:.3f} |")
     if args.note:
         lines += ["", args.note]
     if not args.no_write:

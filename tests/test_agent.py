@@ -13,7 +13,7 @@ from fuseagent.errors import InputError
 from fuseagent.execute import Environment, image_hash
 from fuseagent.plan import Findings, FixedPlanner, PlanContext
 from fuseagent.plan.predefined import PREDEFINED
-from fuseagent.protocol import Action
+from fuseagent.protocol import Action, parse_actions
 from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
 
 
@@ -93,6 +93,61 @@ class TestAgentSmoke:
         assert steps[-1].action == res.steps[-1].action and steps[-1].output_key == res.steps[-1].output_key
         assert 0 <= res.tool_seconds <= res.seconds and res.overhead_seconds == pytest.approx(res.seconds - res.tool_seconds)
 
+    def test_outputs_are_hashed_in_a_worker_while_the_step_is_rated(self, small_pair, monkeypatch):
+        import threading
+
+        import fuseagent.execute as execute
+
+        delay, hashed = 0.05, []
+        real_hash = execute.image_hash
+
+        def slow_hash(image):
+            hashed.append(threading.current_thread() is threading.main_thread())
+            execute.time.sleep(delay)
+            return real_hash(image)
+
+        def slow_score(before, after, roles, task):
+            execute.time.sleep(delay)
+            return detail_score(before, after, roles, task)
+
+        monkeypatch.setattr(execute, "image_hash", slow_hash)
+        plan = "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]"
+        env = Environment()
+        res = Agent(planner=FixedPlanner(plan), scorer=slow_score, perceive=False, environment=env).run(
+            *small_pair, "ivif")
+        # no perception to hide them behind: the inputs are hashed here; each step's output in the worker
+        assert hashed == [True, True, False, False]
+        assert env.hash_seconds >= 4 * delay  # the hashing itself, wherever it ran
+        # the run waited for the inputs' hashes only: the outputs' were hashed while their steps were rated
+        assert 2 * delay <= res.hashing_seconds < 3 * delay
+        parts = res.tool_seconds + res.perception_seconds + res.planning_seconds + res.reflection_seconds
+        assert parts + res.hashing_seconds <= res.seconds
+        assert res.trace()["agent"]["hashing_seconds"] == round(res.hashing_seconds, 4)
+        # the same records as executing and rating one step after the other
+        monkeypatch.setattr(execute, "image_hash", real_hash)
+        serial = Environment()
+        state, _ = serial.initial_state(small_pair, "ivif")
+        for record, action in zip(res.steps[1:], res.execution.actions):
+            new, executed, _ = serial.step(state, action, "ivif")
+            assert (record.input_key, record.output_key) == (state.key, new.key)
+            if action.task != "fusion":
+                scores = Reflector(detail_score).score_step(state.images, new.images, executed.targets, "ivif",
+                                                            action.task, executed.info, new.masks)
+                assert record.scores == scores and record.status == "accepted"
+            state = new
+        assert np.array_equal(state.images["fused"], res.fused)
+
+    def test_perception_sees_the_inputs_while_they_are_hashed(self, small_pair):
+        import dataclasses
+
+        plan = FixedPlanner("[task:fusion][model:laplacian]")
+        plan.card = dataclasses.replace(plan.card, uses_perception=True)  # this planner now asks for perception
+        res = Agent(planner=plan, scorer=detail_score).run(*small_pair, "ivif")
+        expected = fuseagent.agent.perception_report(small_pair, "ivif")
+        assert res.perception == expected | {"seconds": res.perception["seconds"]}
+        state, _ = Environment().initial_state(small_pair, "ivif")
+        assert res.steps[1].input_key == state.key and res.trace()["inputs"][1]["hash"] == image_hash(small_pair[1])
+
     def test_replay_is_bit_for_bit(self, small_pair):
         res = Agent(planner="expert", scorer=detail_score, perceive=False).run(
             *small_pair, "ivif", findings=Findings({"vis": {"noise": 3}}))
@@ -123,6 +178,27 @@ class TestAgentRollback:
         assert steps[1].status == "accepted" and steps[1].attempt == 1
         assert "zz_zero" not in res.trajectory and res.trajectory.startswith("[task:denoise]")
         assert res.tool_calls == 3
+
+    def test_real_reflection_after_a_crash_scores_as_in_order(self, small_pair, toy_tools):
+        plan = FixedPlanner("[task:dehaze][model:zz_crash][on:vis] -> [task:fusion][model:laplacian]")
+        reflector_size = 96
+        res = Agent(planner=plan, perceive=False, reflect_size=reflector_size).run(*small_pair, "ivif")
+        steps = [s for s in res.steps if s.kind == "step"]
+        assert steps[0].status == "failed" and "boom" in steps[0].error  # its rating was prepared meanwhile
+        rated = [s for s in steps[1:] if s.reward is not None]
+        assert rated, "an alternative dehazing model was run and rated"
+        fresh = Reflector(max_side=reflector_size)
+        state0 = res.execution.states[0]
+        for record in rated:
+            action = parse_actions(record.action)[0]
+            after = res.states[record.output_key]
+            targets = Environment().targets(state0, action, "ivif")
+            assert record.scores == fresh.score_step(state0.images, after.images, targets, "ivif", action.task, {},
+                                                     after.masks)
+        fusion = res.steps[-1]
+        accepted = [s.reward for s in steps if s.status == "accepted"]
+        assert fusion.reward == Reflector(max_side=reflector_size).score_fusion(
+            list(state0.images.values()), res.fused, "ivif", accepted)["total"]
 
     def test_without_reflection_the_harmful_step_stays(self, small_pair, toy_tools):
         res = agent("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]", reflect=False).run(
@@ -260,6 +336,34 @@ class TestReflector:
         fusion = reflector.score_fusion([ir, vis], (ir + lighter) / 2, "ivif", [s["total"] for s in shared])
         assert fusion == Reflector(max_side=96).score_fusion([ir, vis], (ir + lighter) / 2, "ivif",
                                                              [s["total"] for s in shared])
+
+    def test_prepared_steps_score_as_unprepared_ones(self, small_pair):
+        import cv2
+
+        ir, vis = small_pair
+        before = {"ir": ir, "vis": vis}
+        after = {"ir": ir, "vis": cv2.GaussianBlur(vis, (5, 5), 1.0)}
+        prepared = Reflector(max_side=96)
+        prepared.prepare(before, ["vis"], "ivif", "denoise")
+        # the input's intrinsic quality and both analyses and their compatibility are ready
+        assert len(prepared._iqr) == 1 and len(prepared._thumbs) == 2
+        hits = prepared.cache.hits
+        scores = prepared.score_step(before, after, ["vis"], "ivif", "denoise")
+        assert scores == Reflector(max_side=96).score_step(before, after, ["vis"], "ivif", "denoise")
+        assert len(prepared._iqr) == 2 and prepared.cache.hits >= hits + 2  # other's analysis, before's compatibility
+
+    def test_preparing_an_alignment_or_a_custom_scorer_computes_no_reward(self, small_pair):
+        ir, vis = small_pair
+        reflector = Reflector(max_side=96)
+        reflector.prepare({"ir": ir, "vis": vis}, ["ir"], "ivif", "registration")
+        assert len(reflector._thumbs) == 2 and not reflector._iqr and reflector.cache.hits == 0
+        custom = Reflector(detail_score, max_side=96)
+        custom.prepare({"ir": ir, "vis": vis}, ["vis"], "ivif", "denoise")
+        assert not custom._thumbs and not custom._iqr
+        broken = Reflector(max_side=96)
+        broken.prepare({"vis": vis}, ["vis"], "ivif", "denoise")  # no infrared image: left to the rating to report
+        with pytest.raises(ReflectionError, match="KeyError"):
+            broken.score_step({"vis": vis}, {"vis": vis}, ["vis"], "ivif", "denoise")
 
     def test_fusion_score_is_hqa(self, small_pair):
         reflector = Reflector(max_side=96)

@@ -39,6 +39,50 @@ class TestEnvironment:
         assert third.executed == 0 and np.array_equal(third.fused, second.fused)
         assert env.cache.hits == 3
 
+    def test_hash_seconds_count_every_state_created_and_no_tool_time(self, pair, monkeypatch):
+        import fuseagent.execute as execute
+
+        delay, hashed = 0.02, []
+        real_hash = execute.image_hash
+
+        def slow_hash(image):
+            hashed.append(image.shape)
+            execute.time.sleep(delay)
+            return real_hash(image)
+
+        monkeypatch.setattr(execute, "image_hash", slow_hash)
+        env = Environment()
+        t0 = execute.time.perf_counter()
+        res = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        wall = execute.time.perf_counter() - t0
+        assert len(hashed) == 4  # the two inputs, the denoised visible image, the fused image
+        assert env.hash_seconds >= 4 * delay
+        # hashing is timed apart from the tools: both fit in the run's wall time side by side
+        assert env.hash_seconds + sum(s.seconds for s in res.steps) <= wall
+        before = env.hash_seconds
+        env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        assert len(hashed) == 6 and env.hash_seconds - before >= 2 * delay  # cached steps: only the inputs again
+
+    def test_begin_step_leaves_the_hashing_to_finish(self, pair):
+        from fuseagent.protocol import Action
+
+        env = Environment()
+        inputs, notes = env.validate_inputs(pair, "ivif")
+        state = env.create_state(inputs)
+        assert notes == [] and list(inputs) == ["ir", "vis"] and state.key == env.initial_state(pair, "ivif")[0].key
+        action = Action("denoise", "nlm", "vis")
+        pending = env.begin_step(state, action, "ivif")
+        assert pending.result is None and not pending.cached and len(env.cache) == 0  # not hashed nor cached yet
+        assert pending.targets == env.targets(state, action, "ivif") == ["vis"] and pending.images["ir"] is pair[0]
+        new, record, cached = pending.finish()
+        assert pending.finish()[0] is new and len(env.cache) == 1  # hashed once
+        assert record.output_key == new.key and record.seconds == pending.seconds and not cached
+        assert new.hashes["vis"] == image_hash(pending.images["vis"])
+        again = Environment(env.cache).begin_step(state, action, "ivif")  # from the cache: nothing left to do
+        assert again.cached and again.result[0] is new and again.finish()[2] is True
+        step = Environment().step(state, action, "ivif")
+        assert step[0].key == new.key and step[1].to_dict() | {"seconds": 0} == record.to_dict() | {"seconds": 0}
+
     def test_cache_bound(self, pair):
         cache = StepCache(max_bytes=pair[0].nbytes * 3)
         env = Environment(cache)

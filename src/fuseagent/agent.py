@@ -10,6 +10,13 @@ model for that task is tried, as
 in AgenticIR (Zhu et al., 2024). A task whose every candidate fails is rescheduled once to the
 end of the queue, then dropped. The fusion step falls back to the next operator if it fails.
 
+Work that does not wait on the agent's decisions runs in a worker thread beside the work that
+does, where the other holds no GIL: while a step's tool runs (tools release the GIL), the
+worker computes what rating the step needs of its input (:meth:`Reflector.prepare`); while the
+step is rated, it content-hashes the output (``hashlib`` releases the GIL); and it hashes the
+inputs while perception looks at them. Every decision and value is the one computed in order;
+on a machine with a free core these parts cost the run no time.
+
 Every attempt is a JSON-safe :class:`AgentStep`; :meth:`AgentResult.trace` is an execution trace
 (``fuseagent.trace/1``) of the accepted trajectory plus the agent's records, so
 :meth:`Agent.replay` (or :meth:`Environment.replay`) reproduces the output bit for bit.
@@ -18,17 +25,20 @@ Every attempt is a JSON-safe :class:`AgentStep`; :meth:`AgentResult.trace` is an
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import FuseAgentError, InputError
-from .execute import Environment, ExecutionResult, State, jsonable
+from .execute import Environment, ExecutionResult, PendingStep, State, jsonable
 from .io import read_image, resize_to
 from .plan.base import PlanContext, Planner, Proposal, create_planner
 from .plan.findings import Findings
@@ -93,6 +103,23 @@ def propose(planner: Planner, context: PlanContext) -> Proposal:
 
 StepScorer = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Sequence[str], str], Mapping[str, float]]
 
+#: a reflection's outcome: its scores (None when the step could not be rated), why not, and its seconds
+Rating = tuple[dict[str, float] | None, str | None, float]
+
+_BACKGROUND: tuple[int, ThreadPoolExecutor] | None = None
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The agent's worker thread: it prepares a step's rating while the step's tool runs and
+    hashes states while the agent looks at them. One per process (a forked child creates its
+    own: the parent's thread does not exist there); its jobs run one after the other."""
+    global _BACKGROUND
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND is None or _BACKGROUND[0] != os.getpid():
+            _BACKGROUND = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="fuseagent-agent"))
+        return _BACKGROUND[1]
+
 
 #: tasks that move pixels: reflected on by the alignment reward alone
 ALIGNMENT_TASKS: tuple[str, ...] = ("registration", "flow")
@@ -144,8 +171,9 @@ class Reflector:
         cache: the :class:`~fuseagent.metrics.rewards.RewardCache` the rewards share: a state's
             analyses (its intrinsic quality, its compatibility with the other source, its local
             moments) are computed once, however many steps or candidates compare with it.
-        seconds: time spent rating (thumbnails included); ``cpu_seconds``: the process CPU time of
-            the same calls (steadier than wall time on a shared machine).
+        seconds: time spent rating (thumbnails included); ``cpu_seconds``: the CPU time of the same
+            calls and of :meth:`prepare`, each in its own thread (steadier than wall time on a shared
+            machine).
 
     Example:
         >>> r = Reflector(lambda before, after, roles, task: {"total": float(after["a"].mean())}, max_side=8)
@@ -204,7 +232,7 @@ class Reflector:
         Raises:
             ReflectionError: a metric failed or the reward is not a finite number.
         """
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         try:
             if self.scorer is not None:
                 scores = {k: float(v) for k, v in self.scorer(before, after, list(roles), task).items()}
@@ -216,10 +244,38 @@ class Reflector:
             raise ReflectionError(f"reflection on {protocol_task} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.process_time() - cpu0
+            self.cpu_seconds += time.thread_time() - cpu0
         if not np.isfinite(scores.get("total", np.nan)):
             raise ReflectionError(f"reflection on {protocol_task} gave no finite reward: {scores}")
         return scores
+
+    def prepare(self, before: Mapping[str, np.ndarray], roles: Sequence[str], task: str, protocol_task: str) -> None:
+        """Compute now what rating a step on ``roles`` of ``before`` will need of ``before``: the
+        thumbnails, the intrinsic quality of each image the step changes and its compatibility
+        with the other image (the agent calls it in a worker thread while the step's tool runs).
+
+        The rating then finds them in its caches (the same values); nothing is computed that it
+        would not need, and a failure here is left to the rating to meet and report.
+        """
+        if self.scorer is not None:
+            return
+        from .metrics.rewards import relational_reward
+
+        cpu0 = time.thread_time()
+        try:
+            for role in roles:
+                b = self.thumbnail(before[role])
+                other = self.thumbnail(before[_other_role(role, list(before), task)])
+                if protocol_task in ALIGNMENT_TASKS:
+                    continue
+                if self.weights[0] > 0:
+                    self.iqr(b)
+                if other.shape[:2] == b.shape[:2]:  # compatibility of ``before`` with the other image
+                    relational_reward("enhancement", b, b, other, task=task, cache=self.cache)
+        except Exception:  # noqa: BLE001 - the rating computes it again and reports the failure
+            return
+        finally:
+            self.cpu_seconds += time.thread_time() - cpu0
 
     def _rewards(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
                  task: str, protocol_task: str, info: Mapping[str, Any], masks: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -284,7 +340,7 @@ class Reflector:
         Raises:
             ReflectionError: a metric failed or the score is not a finite number.
         """
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         try:
             if self.scorer is not None:
                 scores = {k: float(v) for k, v in self.scorer({}, {"fused": fused}, ["fused"], task).items()}
@@ -301,7 +357,7 @@ class Reflector:
             raise ReflectionError(f"reflection on fusion failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.process_time() - cpu0
+            self.cpu_seconds += time.thread_time() - cpu0
         if not np.isfinite(scores.get("total", np.nan)):
             raise ReflectionError(f"reflection on fusion gave no finite score: {scores}")
         return scores
@@ -381,7 +437,10 @@ class AgentResult:
         perception: the perception report (None when skipped).
         findings: the levels planners used.
         seconds: wall time of the run; ``tool_seconds``: time inside tools;
-            ``perception_seconds``, ``planning_seconds``, ``reflection_seconds``: parts of the overhead.
+            ``perception_seconds``, ``planning_seconds``, ``reflection_seconds``: parts of the overhead;
+            ``hashing_seconds``: the time the run waited for content hashing of its states (a worker
+            thread hashes the inputs during perception and each step's output while the step is
+            rated; ``Environment.hash_seconds`` counts the hashing itself).
         notes: input notes (resampling).
     """
 
@@ -400,6 +459,7 @@ class AgentResult:
     planning_seconds: float
     reflection_seconds: float
     notes: list[str] = field(default_factory=list)
+    hashing_seconds: float = 0.0
 
     @property
     def trajectory(self) -> str:
@@ -436,6 +496,7 @@ class AgentResult:
             "perception_seconds": round(self.perception_seconds, 4),
             "planning_seconds": round(self.planning_seconds, 4),
             "reflection_seconds": round(self.reflection_seconds, 4),
+            "hashing_seconds": round(self.hashing_seconds, 4),
         })
         return trace
 
@@ -516,10 +577,35 @@ class Agent:
         self.seed = int(seed)
 
     # -- perception ---------------------------------------------------------------------------
-    def _perceive(self, state: State, task: str) -> dict[str, Any] | None:
-        if not (self.perceive and self.planner.card.uses_perception):
+    def _perceives(self) -> bool:
+        return self.perceive and self.planner.card.uses_perception
+
+    def _perceive(self, images: Mapping[str, np.ndarray], task: str) -> dict[str, Any] | None:
+        if not self._perceives():
             return None
-        return perception_report([state.images[r] for r in state.images], task)
+        return perception_report([images[r] for r in images], task)
+
+    # -- reflection ---------------------------------------------------------------------------
+    def _rate_step(self, before: State, action: Action, task: str, pending: PendingStep) -> Rating:
+        """The reflection on an executed step: its scores (None when it cannot be rated), the
+        error saying why not, and the seconds it took."""
+        t0 = time.perf_counter()
+        try:
+            scores = self.reflector.score_step(before.images, pending.images, pending.targets, task, action.task,
+                                               pending.info, pending.masks)
+        except ReflectionError as exc:  # the step cannot be rated: a failed attempt
+            return None, str(exc), time.perf_counter() - t0
+        return scores, None, time.perf_counter() - t0
+
+    def _rate_fusion(self, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float],
+                     pending: PendingStep) -> Rating:
+        """The reflection on an executed fusion step (see :meth:`_rate_step`)."""
+        t0 = time.perf_counter()
+        try:
+            scores = self.reflector.score_fusion(sources, pending.images["fused"], task, step_rewards)
+        except ReflectionError as exc:  # the fused image stands; only its score is missing
+            return None, str(exc), time.perf_counter() - t0
+        return scores, None, time.perf_counter() - t0
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, *images: ImageLike | Sequence[ImageLike] | str, task: str | None = None,
@@ -534,15 +620,21 @@ class Agent:
         items, task = _split_task(images, task)
         loaded = [im if isinstance(im, np.ndarray) else read_image(im) for im in items]
         env = self.environment
-        state0, notes = env.initial_state(loaded, task)
-        roles = list(state0.images)
+        inputs, notes = env.validate_inputs(loaded, task)
+        roles = list(inputs)
 
+        perceiving = perception is None and findings is None and self._perceives()
+        # the inputs are hashed in a worker thread while perception looks at them (hashlib releases the GIL)
+        hashing_inputs = _background().submit(env.create_state, inputs) if perceiving else None
         t0 = time.perf_counter()
         if perception is not None:
             report = dict(perception)
         else:
-            report = None if findings is not None else self._perceive(state0, task)
+            report = self._perceive(inputs, task) if perceiving else None
         perception_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state0 = hashing_inputs.result() if hashing_inputs is not None else env.create_state(inputs)
+        hashing_seconds = time.perf_counter() - t0  # content hashing the run waited for
         if findings is None:
             findings = Findings.from_report(report, roles)
 
@@ -556,7 +648,7 @@ class Agent:
         states: dict[str, State] = {state0.key: state0}
         reflect = self.reflect and getattr(self.planner, "reflect", True)
         reflection_before = self.reflector.seconds
-        tool_seconds = 0.0
+        tool_seconds = preparing_seconds = 0.0
 
         actions = list(proposal.trajectory.actions)
         queue: deque[tuple[Action, bool]] = deque((a, False) for a in actions[:-1])
@@ -564,21 +656,49 @@ class Agent:
         state = state0
         step_rewards: list[float] = []
 
-        def attempt(action: Action, current: State, kind: str, n: int, why: str) -> tuple[State | None, AgentStep, Any]:
-            nonlocal tool_seconds
+        def attempt(action: Action, current: State, kind: str, n: int, why: str,
+                    rate: Callable[[PendingStep], Rating] | None = None
+                    ) -> tuple[State | None, AgentStep, Rating | None]:
+            """Run ``action`` on ``current`` and record it. When it is rated (``rate``, the reflection),
+            a worker thread prepares what the rating needs of ``current`` while the tool runs, and
+            hashes the output while the rating looks at it. The new state is None when the attempt failed."""
+            nonlocal tool_seconds, hashing_seconds, preparing_seconds
             record = AgentStep(len(steps), kind, "failed", action.text(), why, n, input_key=current.key)
+            preparing = None
+            if rate is not None and kind == "step":
+                preparing = _background().submit(self.reflector.prepare, current.images,
+                                                 env.targets(current, action, task), task, action.task)
             t0 = time.perf_counter()
             try:
-                new, exec_record, cached = env.step(current, action, task)
+                pending = env.begin_step(current, action, task)
             except Exception as exc:  # a failing tool is a failed attempt, not a crash
                 record.seconds = time.perf_counter() - t0
                 tool_seconds += record.seconds
                 record.error = f"{type(exc).__name__}: {exc}"
                 return None, record, None
-            tool_seconds += exec_record.seconds
-            record.seconds, record.cached, record.output_key = exec_record.seconds, cached, new.key
+            finally:
+                t0 = time.perf_counter()
+                if preparing is not None:
+                    preparing.result()  # from here on the reflector is this thread's alone
+                waited = time.perf_counter() - t0
+                preparing_seconds += waited
+            tool_seconds += pending.seconds
+            record.seconds, record.cached = pending.seconds, pending.cached
+            hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
+            rating = rate(pending) if rate is not None else None
+            if rating is not None:  # the wait for the preparation is part of the reflection
+                rating = rating[0], rating[1], rating[2] + waited
+            t0 = time.perf_counter()
+            try:
+                new, _, _ = hashing.result() if hashing is not None else pending.finish()
+            except Exception as exc:  # the output state could not be created: as a failing tool
+                record.error = f"{type(exc).__name__}: {exc}"
+                return None, record, None
+            finally:
+                hashing_seconds += time.perf_counter() - t0
+            record.output_key = new.key
             states[new.key] = new
-            return new, record, exec_record
+            return new, record, rating
 
         while queue:
             planned, was_rescheduled = queue.popleft()
@@ -588,7 +708,8 @@ class Agent:
             done = False
             for n, action in enumerate(candidates):
                 why = "planned" if n == 0 else f"alternative {n} after rolling back {candidates[n - 1].text()}"
-                new, record, executed = attempt(action, state, "step", n, why)
+                rate = partial(self._rate_step, state, action, task) if reflect else None
+                new, record, rating = attempt(action, state, "step", n, why, rate)
                 steps.append(record)
                 if new is None:
                     continue
@@ -597,15 +718,9 @@ class Agent:
                     state, done = new, True
                     accepted.append(action)
                     break
-                t0 = time.perf_counter()
-                try:
-                    scores = self.reflector.score_step(state.images, new.images, executed.targets, task, action.task,
-                                                       executed.info, new.masks)
-                except ReflectionError as exc:  # the step cannot be rated: a failed attempt
-                    record.error = str(exc)
+                scores, record.error, record.overhead_seconds = rating
+                if scores is None:
                     continue
-                finally:
-                    record.overhead_seconds = time.perf_counter() - t0
                 record.reward, record.scores = scores["total"], scores
                 worse = scores["total"] < 0.5 - self.tolerance
                 low = self.threshold is not None and scores["total"] < self.threshold
@@ -631,22 +746,19 @@ class Agent:
         fusion = actions[-1]
         candidates = [fusion] + self.planner.alternatives(context, fusion)[: self.max_candidates - 1]
         fused_action = None
+        sources = [state0.images[r] for r in roles]
         for n, action in enumerate(candidates):
             why = "planned" if n == 0 else f"alternative {n} after {candidates[n - 1].text()} failed"
-            new, record, _ = attempt(action, state, "fusion", n, why)
+            rate = partial(self._rate_fusion, sources, task, step_rewards) if reflect else None
+            new, record, rating = attempt(action, state, "fusion", n, why, rate)
             steps.append(record)
             if new is None:
                 continue
             record.status = "accepted"
-            if reflect:
-                t0 = time.perf_counter()
-                try:
-                    record.scores = self.reflector.score_fusion([state0.images[r] for r in roles],
-                                                                new.images["fused"], task, step_rewards)
-                    record.reward = record.scores["total"]
-                except ReflectionError as exc:  # the fused image stands; only its score is missing
-                    record.error = str(exc)
-                record.overhead_seconds = time.perf_counter() - t0
+            if rating is not None:
+                scores, record.error, record.overhead_seconds = rating
+                if scores is not None:
+                    record.scores, record.reward = scores, scores["total"]
             fused_action = action
             break
         if fused_action is None:
@@ -660,7 +772,8 @@ class Agent:
             steps=steps, states=states, perception=report, findings=findings,
             seconds=time.perf_counter() - t_start, tool_seconds=tool_seconds,
             perception_seconds=perception_seconds, planning_seconds=planning_seconds,
-            reflection_seconds=self.reflector.seconds - reflection_before, notes=notes)
+            reflection_seconds=self.reflector.seconds - reflection_before + preparing_seconds, notes=notes,
+            hashing_seconds=hashing_seconds)
 
     def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
         """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""

@@ -23,7 +23,8 @@ from .io import check_image, match_sizes, resize_to
 from .protocol import Action, Trajectory, format_actions, parse_response, resolve_targets, roles_for, validate
 from .tools import TOOLS, Tool, load_builtin_tools
 
-__all__ = ["State", "StepRecord", "ExecutionResult", "StepCache", "Environment", "image_hash", "jsonable"]
+__all__ = ["State", "StepRecord", "PendingStep", "ExecutionResult", "StepCache", "Environment", "image_hash",
+           "jsonable"]
 
 
 def image_hash(image: np.ndarray) -> str:
@@ -129,6 +130,42 @@ class StepRecord:
 
 
 @dataclass
+class PendingStep:
+    """An executed step whose output state is not created (content-hashed) yet: :meth:`finish` does it.
+
+    :meth:`Environment.begin_step` returns it as soon as the tool has run, so that the output can
+    be looked at (rated) while :meth:`finish` hashes it, e.g. in another thread (``hashlib``
+    releases the GIL). For a step answered by the cache the state is already known.
+
+    Attributes:
+        images, masks: the output state's images (by role) and masks (by name).
+        targets: the roles the action acted on; ``info``: the tool's JSON-safe information.
+        seconds: time inside the tool (0 when cached); ``cached``: answered by the step cache.
+    """
+
+    env: Environment
+    state: State
+    action: Action
+    key: str
+    images: Mapping[str, np.ndarray]
+    masks: Mapping[str, np.ndarray]
+    targets: list[str]
+    info: dict[str, Any]
+    seconds: float
+    cached: bool
+    result: tuple[State, StepRecord, bool] | None = None
+
+    def finish(self) -> tuple[State, StepRecord, bool]:
+        """The output state (hashed once), its step record and whether it was cached."""
+        if self.result is None:
+            new = self.env._create_state(self.images, self.masks, previous=self.state, rehash=self.targets)
+            self.env.cache.put(self.key, new, self.info)
+            self.result = new, StepRecord(0, self.action.text(), self.action.tool, self.targets, self.seconds, False,
+                                          self.state.key, new.key, self.info), False
+        return self.result
+
+
+@dataclass
 class ExecutionResult:
     """Fused image, every intermediate state, and the step records."""
 
@@ -216,6 +253,11 @@ class StepCache:
 class Environment:
     """Runs trajectories on a pair/stack of images with a shared step cache.
 
+    Attributes:
+        cache: the :class:`StepCache`.
+        hash_seconds: time spent creating states (content hashing of every new image and mask),
+            summed over every call; not part of any step's tool ``seconds``.
+
     Example:
         >>> env = Environment()
         >>> a = np.random.default_rng(0).random((32, 32)).astype(np.float32)
@@ -228,6 +270,16 @@ class Environment:
         load_builtin_tools()
         self.cache = cache if cache is not None else StepCache()
         self._tools: dict[str, Tool] = {}
+        self.hash_seconds = 0.0
+
+    def _create_state(self, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None,
+                      previous: State | None = None, rehash: Collection[str] = ()) -> State:
+        """:meth:`State.create`, its time added to :attr:`hash_seconds`."""
+        t0 = time.perf_counter()
+        try:
+            return State.create(images, masks, previous, rehash)
+        finally:
+            self.hash_seconds += time.perf_counter() - t0
 
     def tool(self, name: str) -> Tool:
         """The tool instance for ``name`` (created once per environment: a model pool)."""
@@ -240,6 +292,17 @@ class Environment:
 
         IVIF roles are ``ir, vis`` in that order when a sequence is given.
         """
+        inputs, notes = self.validate_inputs(images, task)
+        return self.create_state(inputs), notes
+
+    def create_state(self, images: Mapping[str, np.ndarray]) -> State:
+        """The state of validated input images (:meth:`validate_inputs`), content-hashed."""
+        return self._create_state(images)
+
+    def validate_inputs(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray],
+                        task: str) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The input images by role, validated and brought to a common size (see
+        :meth:`initial_state`), and notes on what was resampled."""
         if isinstance(images, Mapping):
             roles = roles_for(task, len(images))
             missing = set(roles) - set(images)
@@ -259,17 +322,28 @@ class Environment:
             h, w = ordered[reference].shape[:2]
             notes.append(f"inputs of different sizes {sorted(sizes)} resampled to {w}x{h} ({roles[reference]})")
             ordered = match_sizes(ordered, reference)
-        return State.create(dict(zip(roles, ordered))), notes
+        return dict(zip(roles, ordered)), notes
 
     def step(self, state: State, action: Action, task: str) -> tuple[State, StepRecord, bool]:
         """Run one action on a state (or fetch it from the cache)."""
+        return self.begin_step(state, action, task).finish()
+
+    def targets(self, state: State, action: Action, task: str) -> list[str]:
+        """The roles of ``state`` that ``action`` acts on (every role for a fusion)."""
+        return resolve_targets(action.target, TOOLS.card(action.tool).inputs, task, list(state.images))
+
+    def begin_step(self, state: State, action: Action, task: str) -> PendingStep:
+        """Run one action on a state (or fetch it from the cache), leaving the output state to
+        :meth:`PendingStep.finish` (content hashing, caching)."""
         key = self.cache.key(state, action)
         hit = self.cache.get(key)
         roles = list(state.images)
         if hit is not None:
             new, info = hit
-            targets = resolve_targets(action.target, TOOLS.card(action.tool).inputs, task, roles)
-            return new, StepRecord(0, action.text(), action.tool, targets, 0.0, True, state.key, new.key, info), True
+            targets = self.targets(state, action, task)
+            record = StepRecord(0, action.text(), action.tool, targets, 0.0, True, state.key, new.key, info)
+            return PendingStep(self, state, action, key, new.images, new.masks, targets, info, 0.0, True,
+                               (new, record, True))
         tool = self.tool(action.tool)
         card = tool.card
         params = dict(action.params)
@@ -308,10 +382,7 @@ class Environment:
                 masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
                 info[role] = result.info
         seconds = time.perf_counter() - t0
-        new = State.create(images, masks, previous=state, rehash=targets)
-        info = jsonable(info)
-        self.cache.put(key, new, info)
-        return new, StepRecord(0, action.text(), action.tool, targets, seconds, False, state.key, new.key, info), False
+        return PendingStep(self, state, action, key, images, masks, targets, jsonable(info), seconds, False)
 
     def run(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray], task: str,
             trajectory: str | Trajectory | Sequence[Action]) -> ExecutionResult:
