@@ -56,8 +56,7 @@ def comparison(summary: dict, oracle_share_goal: float = 0.98, fewer_calls_goal:
         text += f" — beats {len(beaten)} of {len(others)}" + (f" (not {', '.join(not_beaten)})" if not_beaten else "")
         oracle = rows.get("oracle")
         if oracle and oracle.get("hqa"):
-            share = mine["hqa"] / oracle["hqa"]
-            calls = oracle["tool_calls"] / max(mine["tool_calls"], 1e-9)
+            share, calls = oracle_share({task: rows}, label)[task]
             speed = oracle["seconds"] / max(mine["seconds"], 1e-9)
             text += (f"; {100 * share:.1f}% of the oracle's HQA ({oracle['hqa']:.4f}) with {calls:.0f}× fewer tool "
                      f"executions and {speed:.0f}× less time")
