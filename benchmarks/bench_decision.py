@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--suites", default=str(ROOT / "out" / "suites"))
     parser.add_argument("--ground-truth", action="store_true", help="planners get the suite labels, not perception")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--explore-only", action="store_true",
+                        help="only build the experience document (out/experience) from the training suites")
     args = parser.parse_args()
     suites = Path(args.suites)
     if not all((suites / s / "manifest.jsonl").exists() for s in ("train-ivif", "test-ivif", "test-mef", "test-mff")):
@@ -46,6 +48,9 @@ def main() -> None:
     experience = explore(samples, models_per_task=3, meta={"suites": [f.name for f in train]})
     experience.save(ROOT / "out" / "experience")
     explore_seconds = time.perf_counter() - t0
+    if args.explore_only:
+        print(f"experience from {len(samples)} training samples in {explore_seconds:.0f} s: {ROOT / 'out' / 'experience'}")
+        return
     t0 = time.perf_counter()
     rows = run_decision([suites / f"test-{t}" for t in ("ivif", "mef", "mff")], PLANNERS.split(","),
                         ablation=["expert"], ground_truth=args.ground_truth, limit=args.limit, experience=experience)

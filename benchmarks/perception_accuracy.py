@@ -408,7 +408,17 @@ as perception decides it).
 Ground truth comes from the manifest: an image is positive for a type when an operation of the recipe caused
 it at level ≥ 1 (levels on the scales of `fuseagent.degrade.severity`: {', '.join(LEVEL_NAMES)}). Types that are
 the nature of the source rather than a degradation are not scored: low light and over-exposure on MEFB inputs
-(real under/over-exposed brackets) and blur on Lytro inputs (real focus pairs).
+(real under/over-exposed brackets) and blur on Lytro inputs (real focus pairs). Over-exposure, low light and
+the pair's exposure mismatch are levelled on the effective EV `ev · 2.2 / gamma`
+(`fuseagent.degrade.photometric.effective_ev`): an exposure change of `ev` stops through a response of
+exponent `gamma` multiplies pixel values by `2^(ev/gamma)`, so only that ratio is visible, and the raw `ev`
+gave identical images different labels (e.g. +0.59 EV at gamma 1.83 and +0.71 EV at gamma 2.2). The
+classifier's weights and thresholds were tuned before this change, on raw-EV labels; retrained on the
+effective-EV labels (3 variants: the committed settings, 10 members, 10 members with 1.5× the tuning
+samples) its out-of-fold F1 on the tuning pairs was the same within 0.01 per type, but on this report
+low resolution fell to 0.80–0.82 and over-exposure to 0.77–0.81 (false positives on the Lytro frames:
+defocused backgrounds read as low resolution, a +0.5–0.7 EV drift of a bright scene as over-exposure),
+so the weights were kept.
 
 ## Per-image degradations
 

@@ -9,7 +9,7 @@ import pytest
 from fuseagent.degrade import degrade, degradation_card, level_of, list_degradations
 from fuseagent.degrade.blur import convolve, kernel_std
 from fuseagent.degrade.geometric import apply_points, mean_displacement
-from fuseagent.degrade.photometric import change_exposure, linearise
+from fuseagent.degrade.photometric import change_exposure, effective_ev, linearise
 from fuseagent.degrade.sensor import jpeg_roundtrip
 from fuseagent.errors import InputError, UnknownNameError
 
@@ -113,7 +113,20 @@ class TestPhotometric:
     def test_exposure_scales_radiance(self, scene):
         out = degrade("photometric.exposure", scene * 0.3, seed=0, ev=1.0, gamma=2.0)
         np.testing.assert_allclose(linearise(out.image, 2.0), linearise(scene * 0.3, 2.0) * 2, rtol=1e-4, atol=1e-6)
-        assert out.labels == {"over_exposure": level_of("over_exposure", 1.0), "exposure_mismatch": level_of("exposure_mismatch", 1.0)}
+        # +1 EV through gamma 2.0 is the pixel gain of +1.1 EV through the reference gamma 2.2
+        assert out.labels == {"over_exposure": level_of("over_exposure", 1.1), "exposure_mismatch": level_of("exposure_mismatch", 1.1)}
+        assert out.labels["over_exposure"] == 2 and level_of("over_exposure", 1.0) == 1
+
+    def test_same_pixels_same_labels(self, scene):
+        """Exposure changes with equal ev / gamma give the same image, hence the same labels."""
+        a = degrade("photometric.exposure", scene * 0.5, seed=0, ev=0.6, gamma=1.8)
+        b = degrade("photometric.exposure", scene * 0.5, seed=0, ev=0.6 * 2.2 / 1.8, gamma=2.2)
+        np.testing.assert_allclose(a.image, b.image, atol=2e-6)
+        assert a.labels == b.labels == {"over_exposure": 1, "exposure_mismatch": 2}
+        dark = [degrade("photometric.low_light", scene, seed=0, ev=-ev, gamma=g, peak=3000.0, read_sigma=0.002)
+                for ev, g in ((1.8, 2.0), (1.8 * 1.1, 2.2))]
+        assert dark[0].labels["low_light"] == dark[1].labels["low_light"] == level_of("low_light", 1.98)
+        assert effective_ev(-1.8, 2.0) == pytest.approx(-1.98)
 
     def test_exposure_down_is_low_light(self, scene):
         out = degrade("photometric.exposure", scene, seed=0, ev=-2.0, gamma=2.2)

@@ -74,7 +74,7 @@ def exposure_bracket(image: np.ndarray, n: int = 2, seed: int | np.random.Genera
     images = [change_exposure(image, ev, g) for ev in evs]
     from .photometric import _exposure_labels
 
-    labels = [{k: v for k, v in _exposure_labels(ev).items() if k != "exposure_mismatch"} for ev in evs]
+    labels = [{k: v for k, v in _exposure_labels(ev, g).items() if k != "exposure_mismatch"} for ev in evs]
     return Generated(images, {"evs": evs, "gamma": g, "ev_step": step}, labels, [{} for _ in evs])
 
 

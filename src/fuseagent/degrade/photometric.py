@@ -3,7 +3,11 @@ white-balance shift, vignetting and glare.
 
 Exposure is changed where it physically happens, on scene radiance: the image is linearised by
 the inverse of a gamma camera response curve ``f(E) = E^(1/gamma)``, scaled by ``2^ev``, clipped
-at the sensor's full well and mapped back through ``f``.
+at the sensor's full well and mapped back through ``f``. In pixel values that is a gain of
+``2^(ev/gamma)`` with clipping, so an image shows only ``ev/gamma``: its over-exposure / low-light
+label is read from :func:`effective_ev`, the EV that the reference response (gamma 2.2, the one
+perception linearises with) needs for the same pixel gain. Labelling by the raw ``ev`` would give
+identical images different labels.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from ..io import to_gray
 from .base import Degraded, DegradationCard, register_degradation
 from .severity import level_of, value_in_level
 
-__all__ = ["linearise", "apply_response", "change_exposure", "add_poisson_gaussian"]
+__all__ = ["REFERENCE_GAMMA", "linearise", "apply_response", "change_exposure", "effective_ev", "add_poisson_gaussian"]
+
+#: Response exponent that exposure labels (and perception) are read on.
+REFERENCE_GAMMA = 2.2
 
 
 def linearise(image: np.ndarray, gamma: float) -> np.ndarray:
@@ -45,13 +52,24 @@ def change_exposure(image: np.ndarray, ev: float, gamma: float = 2.2) -> np.ndar
     return apply_response(linearise(image, gamma) * float(2.0 ** ev), gamma)
 
 
+def effective_ev(ev: float, gamma: float) -> float:
+    """EV through the reference response that gives the same pixel gain as ``ev`` through ``gamma``.
+
+    Example:
+        >>> round(effective_ev(0.6, 1.8), 3), round(effective_ev(0.6, 2.2), 3)
+        (0.733, 0.6)
+    """
+    return float(ev) * REFERENCE_GAMMA / float(gamma)
+
+
 def add_poisson_gaussian(image: np.ndarray, peak: float, read_sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Shot noise (``peak`` photo-electrons at full scale) plus Gaussian read noise."""
     shot = rng.poisson(np.clip(image, 0, 1).astype(np.float64) * peak) / peak
     return (shot + rng.normal(0.0, read_sigma, image.shape)).astype(np.float32)
 
 
-def _exposure_labels(ev: float) -> dict[str, int]:
+def _exposure_labels(ev: float, gamma: float) -> dict[str, int]:
+    ev = effective_ev(ev, gamma)
     labels = {"exposure_mismatch": level_of("exposure_mismatch", abs(ev))}
     if ev > 0:
         labels["over_exposure"] = level_of("over_exposure", ev)
@@ -75,7 +93,7 @@ def exposure(image: np.ndarray, rng: np.random.Generator, ev: float, gamma: floa
     out = change_exposure(image, float(ev), float(gamma))
     clipped = (out >= 0.999) & (image < 0.999) if ev > 0 else np.zeros(image.shape, bool)
     masks = {"clipped": clipped.any(axis=2) if clipped.ndim == 3 else clipped}
-    return Degraded(out, {}, _exposure_labels(float(ev)), None, masks)
+    return Degraded(out, {}, _exposure_labels(float(ev), float(gamma)), None, masks)
 
 
 def _sample_low_light(rng: np.random.Generator, level: int) -> dict[str, Any]:
@@ -93,7 +111,7 @@ def low_light(image: np.ndarray, rng: np.random.Generator, ev: float, gamma: flo
     dark = change_exposure(image, -abs(float(ev)), float(gamma))
     noisy = np.clip(add_poisson_gaussian(dark, float(peak), float(read_sigma), rng), 0, 1)
     noise_std = float(np.std(noisy - dark))
-    labels = {"low_light": level_of("low_light", abs(ev)), "noise": level_of("noise", noise_std)}
+    labels = {"low_light": level_of("low_light", abs(effective_ev(ev, gamma))), "noise": level_of("noise", noise_std)}
     return Degraded(noisy, {"noise_std": noise_std}, {k: v for k, v in labels.items() if v > 0})
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..degrade.photometric import REFERENCE_GAMMA
 from ..degrade.severity import SCALES, level_of
 from ..errors import InputError
 from ..io import check_image, read_image, resize_to
@@ -161,7 +162,7 @@ def jpeg_from_blocks(f: dict[str, float]) -> tuple[bool, int, float] | None:
 def _measured_value(kind: str, f: dict[str, float]) -> float:
     if kind in _MEASURED:
         return float(f[_MEASURED[kind]])
-    lin_mean = float(np.clip(f["mean"], 1e-3, 1)) ** 2.2
+    lin_mean = float(np.clip(f["mean"], 1e-3, 1)) ** REFERENCE_GAMMA
     if kind == "low_light":
         return float(np.log2(0.18 / lin_mean))
     return float(f["frac_clipped"])  # over_exposure

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..degrade.photometric import REFERENCE_GAMMA
 from ..io import resize_to, to_gray
 from .align import Alignment, structure_map
 from .features import channel_max, channel_min
@@ -20,9 +21,8 @@ from .features import channel_max, channel_min
 __all__ = ["exposure_mismatch_ev", "white_balance_mismatch", "MotionEstimate", "detect_motion", "complementarity",
            "warp_to_reference"]
 
-_GAMMA = 2.2
 # Inverse camera response by table: 8-bit code → relative radiance.
-_LINEAR = np.power(np.arange(256, dtype=np.float64) / 255.0, _GAMMA)
+_LINEAR = np.power(np.arange(256, dtype=np.float64) / 255.0, REFERENCE_GAMMA)
 
 
 def _linear(values: np.ndarray) -> np.ndarray:

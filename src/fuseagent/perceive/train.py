@@ -33,6 +33,7 @@ import numpy as np
 
 from ..degrade.base import json_safe
 from ..degrade.geometric import apply_points
+from ..degrade.photometric import effective_ev
 from ..degrade.recipes import resolve_recipe
 from ..degrade.severity import PERCEIVED_TYPES
 from ..degrade.suite import Source, discover_sources, limit_size, make_sample
@@ -145,10 +146,11 @@ def tuning_sources(task: str, cfg: dict[str, Any], data: Path) -> list[Source]:
 
 
 def _ev_of(step: dict[str, Any]) -> float:
+    """The step's exposure change as the image shows it (:func:`~fuseagent.degrade.photometric.effective_ev`)."""
     if step["op"] == "photometric.exposure":
-        return float(step["params"]["ev"])
+        return effective_ev(step["params"]["ev"], step["params"]["gamma"])
     if step["op"] == "photometric.low_light":
-        return -abs(float(step["params"]["ev"]))
+        return -abs(effective_ev(step["params"]["ev"], step["params"]["gamma"]))
     return 0.0
 
 
@@ -168,7 +170,8 @@ def ground_truth(record: dict[str, Any]) -> dict[str, Any]:
     if record["task"] != "ivif" and (record["task"] == "mff" or "generator" in record):
         ev = sum(_ev_of(s) * (1 if s["role"] == roles[1] else -1) for s in record["steps"])
         if "generator" in record and "evs" in record["generator"]:
-            ev += float(record["generator"]["evs"][1] - record["generator"]["evs"][0])
+            evs = record["generator"]["evs"]
+            ev += effective_ev(evs[1] - evs[0], record["generator"]["gamma"])
     log_rb = 0.0
     for s in record["steps"]:
         if s["op"] == "photometric.white_balance":
