@@ -240,7 +240,7 @@ def main() -> None:
     if args.split == "validation":
         update_section("learned-planner-validation", "\n".join(validation_body(args, summary, seconds, machine())))
         return
-    weights = args.weights or "the shipped `fuseagent/weights/policy_sft.pt`"
+    weights = args.weights or "the shipped `fuseagent/weights/policy.pt`"
     body = [
         "## Learned planner in the decision benchmark (issue #8)", "",
         args.training, "",

@@ -89,12 +89,12 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   (empty 8-bit codes after a tone-curve change) sees the suites' *digital* re-exposure of 8-bit data; a
   camera that over-exposes at capture leaves no combing, so on real captures over-exposure rests on the
   clipping cues and the pair's exposure difference, and the suite's over-exposure score overstates
-  real-world accuracy there. The 0.6 / 0.7 EV boundary cannot be resolved in principle: a re-exposure
-  by ``ev`` scales 8-bit codes by ``2^(ev/γ)`` with the response's γ unknown (1.8–2.6 in the suites), so the
-  measured scaling (from the partner, or from the combing) fixes the EV only to about ±18 %, i.e. ±0.1 EV
-  at the boundary; three of the four false detections here are frames drifted by +0.57–0.59 EV, the fourth
-  a frame whose partner was darkened by 3.5 EV (and made noisy). The misses are over-exposed frames made
-  noisy afterwards (noise fills the combing) and one at +0.72 EV.
+  real-world accuracy there. A re-exposure by ``ev`` through a response of exponent ``γ`` scales 8-bit
+  codes by ``2^(ev/γ)``, so labels are now read on the effective EV ``ev · 2.2 / γ`` (the suites draw γ in
+  1.8–2.6); the measured scaling (from the partner) matches it to 0.04 EV (median, MFF). The drift of the
+  MFF recipes reaches +0.73 effective EV, across the +0.7 edge: three of the four false detections here
+  are frames drifted by +0.53–0.69 effective EV, the fourth a frame whose partner was darkened by 3.5 EV
+  (and made noisy). The misses are over-exposed frames made noisy afterwards (noise fills the combing).
 * **JPEG** is read from the quantisation step of the 8×8 blocks' DCT coefficients in the central window
   (the coefficients of a decoded JPEG cluster at multiples of the step; Fan & de Queiroz 2003), turned into
   100 − quality through the standard table: where a step is found it decides (present from the scale's

@@ -59,7 +59,7 @@ class TestRegistration:
 
     def test_planning_without_weights_raises_input_error(self, monkeypatch, tmp_path):
         monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-        monkeypatch.setattr("fuseagent.plan.learned.SHIPPED_WEIGHTS", tmp_path / "policy_sft.pt")
+        monkeypatch.setattr("fuseagent.plan.learned.SHIPPED_WEIGHTS", tmp_path / "policy.pt")
         with pytest.raises(InputError, match="needs its weights"):
             create_planner("learned").plan(_context("ivif"))
 
@@ -189,7 +189,7 @@ class TestBestOfCandidates:
 
 
 class TestShippedPolicy:
-    """The SFT policy shipped in ``fuseagent/weights/policy_sft.pt`` plans the bundled examples as stored."""
+    """The policy shipped in ``fuseagent/weights/policy.pt`` (SFT + GRPO-F) plans the bundled examples as stored."""
 
     EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -197,7 +197,7 @@ class TestShippedPolicy:
         ("ivif", "ivif/tno_08", ["ir", "vis"], Findings({"vis": {"noise": 3}}),
          "[task:fusion][model:regionlp]"),
         ("mef", "mef/coffee", ["a", "b", "c"], Findings(),
-         "[task:registration][model:xfeat] -> [task:fusion][model:spd_global]"),
+         "[task:fusion][model:spd_global]"),
         ("mff", "mff/rocket", ["a", "b"], Findings({"a": {"haze": 2}, "b": {"haze": 2}}),
          "[task:dehaze][model:dcp] -> [task:fusion][model:wavelet]"),
     ])

@@ -14,9 +14,9 @@ one with the highest HQA: a test-time search over the policy's own proposals, a 
 instead of the oracle's hundreds.
 
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
-variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy_sft.pt``
-(:data:`SHIPPED_WEIGHTS`: an SFT-only policy trained on 570 synthesised training pairs; its decision
-benchmark is in docs/BENCHMARKS.md). It is not the default planner: it has not yet met the issue's
+variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy.pt``
+(:data:`SHIPPED_WEIGHTS`: SFT on 570 synthesised training pairs, then GRPO-F; its decision benchmark
+is in docs/BENCHMARKS.md). It is not the default planner: it has not yet met the issue's
 bar on every task (see that benchmark).
 """
 
@@ -38,7 +38,7 @@ __all__ = ["LearnedPlanner", "WEIGHTS_ENV", "SHIPPED_WEIGHTS"]
 WEIGHTS_ENV = "FUSEAGENT_POLICY_WEIGHTS"
 
 #: the policy shipped with the package (used when neither ``weights=`` nor the variable is set)
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "policy_sft.pt"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "policy.pt"
 
 
 @register_planner
