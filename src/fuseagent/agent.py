@@ -442,6 +442,9 @@ class AgentResult:
             thread hashes the inputs during perception and each step's output while the step is
             rated; ``Environment.hash_seconds`` counts the hashing itself).
         notes: input notes (resampling).
+        planning_tool_calls: tool executions the planner ran while planning (the oracle's search,
+            the ``learned`` planner's best-of-K), not counted in :attr:`tool_calls` and timed
+            within ``planning_seconds``.
     """
 
     fused: np.ndarray
@@ -460,6 +463,7 @@ class AgentResult:
     reflection_seconds: float
     notes: list[str] = field(default_factory=list)
     hashing_seconds: float = 0.0
+    planning_tool_calls: int = 0
 
     @property
     def trajectory(self) -> str:
@@ -490,6 +494,7 @@ class AgentResult:
             "findings": self.findings.to_dict(),
             "steps": [s.to_dict() for s in self.steps],
             "tool_calls": self.tool_calls,
+            "planning_tool_calls": self.planning_tool_calls,
             "seconds": round(self.seconds, 4),
             "tool_seconds": round(self.tool_seconds, 4),
             "overhead_seconds": round(self.overhead_seconds, 4),
@@ -641,7 +646,9 @@ class Agent:
         t0 = time.perf_counter()
         context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
                               experience=self.experience, seed=self.seed, environment=env)
+        executed_before = env.cache.misses
         proposal = propose(self.planner, context)
+        planning_tool_calls = env.cache.misses - executed_before  # planners that search (oracle, best-of-K)
         planning_seconds = time.perf_counter() - t0
 
         steps: list[AgentStep] = [AgentStep(0, "plan", "planned", None, proposal.response)]
@@ -773,7 +780,7 @@ class Agent:
             seconds=time.perf_counter() - t_start, tool_seconds=tool_seconds,
             perception_seconds=perception_seconds, planning_seconds=planning_seconds,
             reflection_seconds=self.reflector.seconds - reflection_before + preparing_seconds, notes=notes,
-            hashing_seconds=hashing_seconds)
+            hashing_seconds=hashing_seconds, planning_tool_calls=planning_tool_calls)
 
     def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
         """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""

@@ -139,6 +139,14 @@ class TestAgentLoop:
         result = agent.run(*small_pair, task="ivif", findings=NOISY_VIS)
         assert result.trajectory == "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]"
         assert result.planner == "learned"
+        assert result.planning_tool_calls == 0 and result.tool_calls == 2
+
+    def test_tools_run_while_planning_are_counted_apart(self, toy_weights, small_pair):
+        agent = Agent(planner=LearnedPlanner(toy_weights, candidates=3), perceive=False)
+        result = agent.run(*small_pair, task="ivif", findings=NOISY_VIS)
+        # the proposals were executed while planning; the agent then replays the chosen one from cache
+        assert result.planning_tool_calls >= 2 and result.tool_calls == 0
+        assert result.trace()["agent"]["planning_tool_calls"] == result.planning_tool_calls
 
 
 class TestBestOfCandidates:
@@ -233,7 +241,11 @@ class TestFuseCommand:
 
         code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "3")
         assert code == 0 and read_image(out).shape == small_pair[0].shape
-        assert "planner learned:" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert "planner learned:" in printed
+        # its proposals ran while it planned: the summary says so instead of "0 tool calls"
+        searched = int(printed.split("(")[1].split(" tool calls while planning")[0])
+        assert searched >= 2 and "while planning, 0 after" in printed
 
     def test_cli_rejects_zero_candidates_in_one_line(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
         code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "0")

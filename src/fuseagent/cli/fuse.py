@@ -93,10 +93,12 @@ def run(args: argparse.Namespace) -> int:
     if agent_result is not None:
         # the accepted steps were run (and timed) during the agent's search; ``result`` replays them from cache
         rolled = sum(1 for s in agent_result.steps if s.status == "rolled_back")
-        print(f"planner {agent_result.planner}: {agent_result.trajectory} ({agent_result.tool_calls} tool calls, "
-              f"{rolled} rolled back)")
+        calls = (f"{agent_result.planning_tool_calls} tool calls while planning, {agent_result.tool_calls} after"
+                 if agent_result.planning_tool_calls else f"{agent_result.tool_calls} tool calls")
+        print(f"planner {agent_result.planner}: {agent_result.trajectory} ({calls}, {rolled} rolled back)")
         print(f"wrote {out} ({size}) in {agent_result.seconds:.2f}s: tools {agent_result.tool_seconds:.2f}s, "
-              f"perception {agent_result.perception_seconds:.2f}s, reflection {agent_result.reflection_seconds:.2f}s")
+              f"perception {agent_result.perception_seconds:.2f}s, planning {agent_result.planning_seconds:.2f}s, "
+              f"reflection {agent_result.reflection_seconds:.2f}s")
         return 0
     steps = ", ".join(f"{s.tool} {s.seconds:.2f}s" for s in result.steps)
     print(f"wrote {out} ({size}) in {result.seconds:.2f}s: {steps}")
