@@ -123,29 +123,56 @@ def smallest_k(summary: dict, ks: list[int], share_goal: float = 0.98, calls_goa
     return None
 
 
-def validation_body(args: argparse.Namespace, summary: dict, seconds: float, machine: str) -> list[str]:
-    """The ``learned-planner-validation`` section: the K of best-of-K chosen on training-source suites."""
-    from fuseagent.bench.decision import to_markdown
+def choose(per_weights: dict[str, dict], ks: list[int]) -> tuple[str, int] | None:
+    """The weights (label) and K to use: the smallest K of :func:`smallest_k` over every weight file,
+    the first listed on a tie; None if no weight file reaches the goal with any K.
 
+    Example:
+        >>> row = lambda h, c: {"hqa": h, "tool_calls": c}
+        >>> a = {"ivif": {"oracle": row(1.0, 100.0), "learned, best of 3": row(0.97, 4.0), "learned, best of 5": row(0.99, 4.5)}}
+        >>> b = {"ivif": {"oracle": row(1.0, 100.0), "learned, best of 3": row(0.985, 4.0), "learned, best of 5": row(0.99, 4.5)}}
+        >>> choose({"A": a, "B": b}, [3, 5])
+        ('B', 3)
+    """
+    found = [(k, i, label) for i, (label, summary) in enumerate(per_weights.items())
+             if (k := smallest_k(summary, ks)) is not None]
+    return (min(found)[2], min(found)[0]) if found else None
+
+
+def validation_body(args: argparse.Namespace, per_weights: dict[str, dict], seconds: float, machine: str) -> list[str]:
+    """The ``learned-planner-validation`` section: the weights and the K of best-of-K chosen on
+    training-source suites (``per_weights``: a summary with the oracle's rows per weight file)."""
     labels = ["learned"] + [f"learned, best of {k}" for k in sorted(args.best_of)]
-    rows = ["| planner | " + " | ".join(f"{t.upper()} % of oracle (× fewer calls)" for t in TASKS) + " |",
-            "|---|" + "---:|" * len(TASKS)]
-    for label in labels:
-        shares = oracle_share(summary, label)
-        rows.append(f"| {label} | " + " | ".join(
-            f"{100 * shares[t][0]:.1f} % ({shares[t][1]:.0f}×)" if t in shares else "—" for t in TASKS) + " |")
-    k = smallest_k(summary, args.best_of)
+    rows = ["| weights | setting | " + " | ".join(f"{t.upper()} % of oracle (× fewer calls)" for t in TASKS) + " |",
+            "|---|---|" + "---:|" * len(TASKS)]
+    for name, summary in per_weights.items():
+        for n, label in enumerate(labels):
+            shares = oracle_share(summary, label)
+            setting = label.replace("learned, ", "") if n else "greedy"
+            rows.append(f"| {name if n == 0 else ''} | {setting} | " + " | ".join(
+                f"{100 * shares[t][0]:.1f} % ({shares[t][1]:.0f}×)" if t in shares else "—" for t in TASKS) + " |")
+    chosen = choose(per_weights, args.best_of)
+    first = next(iter(per_weights.values()))
+    oracle = ", ".join(f"{t.upper()} {first[t]['oracle']['hqa']:.4f}" for t in TASKS if "oracle" in first.get(t, {}))
     return [
-        "## Learned planner: choosing K on validation suites (issue #8)", "",
+        "## Learned planner: choosing the weights and K on validation suites (issue #8)", "",
         f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --split validation "
-        f"--limit {args.limit} --planners {args.planners}" + "".join(f" --best-of {k}" for k in args.best_of)
-        + f"` ({seconds:.0f} s for the planners). Suites: the `train-*` suites of `build_agent_suites.py --n 10` "
-        "(RoadScene, the MEFB scenes outside its test set, LOL normal-light images; the policy's training "
+        f"--limit {args.limit}" + ("" if args.reuse else f" --planners {args.planners}")
+        + (f" --weights {args.weights}" if args.weights else "")
+        + (f' --label "{args.label}"' if args.label else "")
+        + "".join(f" --best-of {k}" for k in args.best_of) + "".join(f' --candidate "{c}"' for c in args.candidate)
+        + (" --reuse" if args.reuse else "")
+        + (f"` (the oracle's rows from the run before, which took {seconds:.0f} s)" if args.reuse
+           else f"` ({seconds:.0f} s for the planners)")
+        + ". Suites: the `train-*` suites of `build_agent_suites.py "
+        "--n 10` (RoadScene, the MEFB scenes outside its test set, LOL normal-light images; the policy's training "
         "sources, with degradations drawn by another seed and never trained on), planning from perception, "
-        "reflection on. The number of candidates K of `learned` is chosen here, before the test run, as the "
-        "smallest K reaching 98 % of the oracle's HQA with ≥ 20× fewer tool executions in each task.", "",
-        f"Machine: {machine}.", "", to_markdown(summary, "### "), "", *rows, "",
-        f"Chosen: **K = {k}**." if k is not None else "No K reaches the goal point on these suites.",
+        "reflection on. The weights and the number of candidates K of `learned` are chosen here, before the test "
+        "run: the weight file whose smallest K reaching 98 % of the oracle's HQA with ≥ 20× fewer tool executions "
+        "in each task is smallest (the first listed on a tie).", "",
+        f"Machine: {machine}. Oracle HQA: {oracle}.", "", *rows, "",
+        f"Chosen: **{chosen[0]}, K = {chosen[1]}**." if chosen is not None
+        else "No weight file reaches the goal point with these K on these suites.",
     ]
 
 
@@ -163,6 +190,11 @@ def main() -> None:
     parser.add_argument("--best-of", type=int, action="append", default=[], metavar="K",
                         help="also run learned with candidates=K (its K most probable plans executed, the best by "
                              "HQA kept) as a row 'learned, best of K' (repeatable)")
+    parser.add_argument("--label", default=None, help="validation: the name of --weights (or of the shipped weights) "
+                                                        "in the table")
+    parser.add_argument("--candidate", action="append", default=[], metavar="LABEL=WEIGHTS",
+                        help="validation: also run these weights (greedy and every --best-of) to choose the "
+                             "weights with K (repeatable)")
     parser.add_argument("--reuse", action="store_true",
                         help="take the other planners' rows from the last run in --out (summary.json, run.json); "
                              "run only the learned planner (--weights, --best-of, --ablation)")
@@ -203,14 +235,27 @@ def main() -> None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         (out / "run.json").write_text(json.dumps({"seconds": seconds, "planners": args.planners.split(","),
                                                   "limit": args.limit, "weights": args.weights}))
-    for k in args.best_of:
-        part = run_decision(suites, ["learned"], ablation=[],
-                            ground_truth=False, limit=args.limit, experience=experience,
-                            planner_options={"learned": {**options.get("learned", {}), "candidates": k}},
-                            progress=False)
-        write_outputs(out / f"best_of_{k}", part)
-        for task, rows in summarise(part).items():
-            summary.setdefault(task, {})[f"learned, best of {k}"] = rows["learned"]
+    def best_of_rows(summary: dict, learned_options: dict, folder: Path) -> None:
+        for k in args.best_of:
+            part = run_decision(suites, ["learned"], ablation=[],
+                                ground_truth=False, limit=args.limit, experience=experience,
+                                planner_options={"learned": {**learned_options, "candidates": k}}, progress=False)
+            write_outputs(folder / f"best_of_{k}", part)
+            for task, rows in summarise(part).items():
+                summary.setdefault(task, {})[f"learned, best of {k}"] = rows["learned"]
+
+    best_of_rows(summary, options.get("learned", {}), out)
+    per_weights = {args.label or args.weights or "shipped": summary}
+    for item in args.candidate:
+        label, _, path = item.partition("=")
+        part = run_decision(suites, ["learned"], ablation=[], ground_truth=False, limit=args.limit,
+                            experience=experience, planner_options={"learned": {"weights": path}}, progress=False)
+        folder = out / "candidates" / Path(path).stem
+        write_outputs(folder, part)
+        rows_of = {task: {"oracle": summary[task]["oracle"], "learned": rows["learned"]}
+                   for task, rows in summarise(part).items() if "oracle" in summary.get(task, {})}
+        best_of_rows(rows_of, {"weights": path}, folder)
+        per_weights[label] = rows_of
     table = to_markdown(summary, "### ")
     labels = ["learned"] + [f"learned, best of {k}" for k in args.best_of]
     lines, met_by = [], {}
@@ -238,7 +283,7 @@ def main() -> None:
     from _report import machine, update_section
 
     if args.split == "validation":
-        update_section("learned-planner-validation", "\n".join(validation_body(args, summary, seconds, machine())))
+        update_section("learned-planner-validation", "\n".join(validation_body(args, per_weights, seconds, machine())))
         return
     weights = args.weights or "the shipped `fuseagent/weights/policy.pt`"
     body = [
