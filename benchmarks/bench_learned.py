@@ -136,7 +136,10 @@ def choose(per_weights: dict[str, dict], ks: list[int]) -> tuple[str, int] | Non
     """
     found = [(k, i, label) for i, (label, summary) in enumerate(per_weights.items())
              if (k := smallest_k(summary, ks)) is not None]
-    return (min(found)[2], min(found)[0]) if found else None
+    if not found:
+        return None
+    k, _, label = min(found)
+    return label, k
 
 
 def validation_body(args: argparse.Namespace, per_weights: dict[str, dict], seconds: float, machine: str) -> list[str]:

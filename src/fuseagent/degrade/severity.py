@@ -41,7 +41,8 @@ SCALES: dict[str, tuple[float, ...]] = {
     "low_resolution": (1.6, 2.0, 2.6, 3.3, 4.2, 5.5),
     "stripe": (0.01, 0.018, 0.028, 0.04, 0.055, 0.075),
     "jpeg": (45.0, 58.0, 70.0, 80.0, 87.0, 93.0),
-    # Relational: mean displacement (px) of a misaligned image, and EV difference of a pair.
+    # Relational: mean displacement (px) of a misaligned image, and EV difference of a pair (effective EV,
+    # through a gamma-2.2 response: fuseagent.degrade.photometric.effective_ev).
     "misalignment": (1.0, 3.0, 6.0, 10.0, 16.0, 25.0),
     "exposure_mismatch": (0.3, 0.6, 1.0, 1.5, 2.0, 3.0),
 }
