@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -142,6 +143,15 @@ def choose(per_weights: dict[str, dict], ks: list[int]) -> tuple[str, int] | Non
     return label, k
 
 
+def suites_option(args: argparse.Namespace) -> str:
+    """The ``--suites`` part of a command line (empty for the default)."""
+    default = [str(ROOT / "out" / "suites10")]
+    if args.suites == default:
+        return ""
+    return "".join(f" --suites {Path(root).relative_to(ROOT) if Path(root).is_absolute() and Path(root).is_relative_to(ROOT) else root}"
+                   for root in args.suites)
+
+
 def validation_body(args: argparse.Namespace, per_weights: dict[str, dict], seconds: float, machine: str) -> list[str]:
     """The ``learned-planner-validation`` section: the weights and the K of best-of-K chosen on
     training-source suites (``per_weights``: a summary with the oracle's rows per weight file)."""
@@ -160,16 +170,17 @@ def validation_body(args: argparse.Namespace, per_weights: dict[str, dict], seco
     return [
         "## Learned planner: choosing the weights and K on validation suites (issue #8)", "",
         f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --split validation "
-        f"--limit {args.limit}" + ("" if args.reuse else f" --planners {args.planners}")
+        f"--limit {args.limit}" + suites_option(args) + ("" if args.reuse else f" --planners {args.planners}")
         + (f" --weights {args.weights}" if args.weights else "")
         + (f' --label "{args.label}"' if args.label else "")
         + "".join(f" --best-of {k}" for k in args.best_of) + "".join(f' --candidate "{c}"' for c in args.candidate)
         + (" --reuse" if args.reuse else "")
-        + (f"` (the oracle's rows from the run before, which took {seconds:.0f} s)" if args.reuse
-           else f"` ({seconds:.0f} s for the planners)")
-        + ". Suites: the `train-*` suites of `build_agent_suites.py "
-        "--n 10` (RoadScene, the MEFB scenes outside its test set, LOL normal-light images; the policy's training "
-        "sources, with degradations drawn by another seed and never trained on), planning from perception, "
+        + ("` (the oracle's rows from the runs before" + (f", which took {seconds:.0f} s)" if math.isfinite(seconds) else ")")
+           if args.reuse else f"` ({seconds:.0f} s for the planners)")
+        + f". Suites: the `train-*` suites in {', '.join(f'`{Path(r).name}`' for r in args.suites)}, up to "
+        f"{args.limit} pairs per task from each (built by `build_agent_suites.py` from RoadScene, the MEFB scenes "
+        "outside its test set and LOL normal-light images: the policy's training sources, with degradations drawn "
+        "by other seeds and never trained on; their pairs pooled), planning from perception, "
         "reflection on. The weights and the number of candidates K of `learned` are chosen here, before the test "
         "run: the weight file whose smallest K reaching 98 % of the oracle's HQA with ≥ 20× fewer tool executions "
         "in each task is smallest (the first listed on a tie).", "",
@@ -183,7 +194,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="policy weights (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=10, help="test samples per task")
-    parser.add_argument("--suites", default=str(ROOT / "out" / "suites10"))
+    parser.add_argument("--suites", action="append", default=[], metavar="ROOT",
+                        help="folder holding the test-*/train-* suites (repeatable: their pairs are pooled; "
+                             "default out/suites10)")
     parser.add_argument("--planners", default=PLANNERS)
     parser.add_argument("--experience", default=str(ROOT / "out" / "experience" / "experience.json"))
     parser.add_argument("--out", default=None, help="default out/decision_learned (validation: …_validation)")
@@ -207,7 +220,8 @@ def main() -> None:
                              "written to its own section")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    suites = [Path(args.suites) / f"{'test' if args.split == 'test' else 'train'}-{t}" for t in TASKS]
+    args.suites = args.suites or [str(ROOT / "out" / "suites10")]
+    suites = [Path(root) / f"{'test' if args.split == 'test' else 'train'}-{t}" for root in args.suites for t in TASKS]
 
     from fuseagent.bench.decision import run_decision, summarise, to_markdown, write_outputs
     from fuseagent.plan.experience import Experience
@@ -293,6 +307,7 @@ def main() -> None:
         "## Learned planner in the decision benchmark (issue #8)", "",
         args.training, "",
         f"Evaluation: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --limit {args.limit}"
+        + suites_option(args)
         + (f" --weights {args.weights}" if args.weights else "") + "".join(f" --best-of {k}" for k in args.best_of)
         + (" --reuse" if args.reuse else "")
         + f"` ({'other planners from the previous run, ' if args.reuse else ''}planners {seconds:.0f} s; "
