@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PLANNERS = "random,random-order,random-model,predefined,expert,learned,oracle"
 TASKS = ("ivif", "mef", "mff")
+DEFAULT_SUITES = ROOT / "out" / "suites10"
 
 
 def comparison(summary: dict, oracle_share_goal: float = 0.98, fewer_calls_goal: float = 20.0,
@@ -144,12 +145,11 @@ def choose(per_weights: dict[str, dict], ks: list[int]) -> tuple[str, int] | Non
 
 
 def suites_option(args: argparse.Namespace) -> str:
-    """The ``--suites`` part of a command line (empty for the default)."""
-    default = [str(ROOT / "out" / "suites10")]
-    if args.suites == default:
+    """The ``--suites`` part of a command line (empty for the default), paths relative to the project."""
+    if args.suites == [str(DEFAULT_SUITES)]:
         return ""
-    return "".join(f" --suites {Path(root).relative_to(ROOT) if Path(root).is_absolute() and Path(root).is_relative_to(ROOT) else root}"
-                   for root in args.suites)
+    shown = [Path(root).resolve() for root in args.suites]
+    return "".join(f" --suites {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for p in shown)
 
 
 def validation_body(args: argparse.Namespace, per_weights: dict[str, dict], seconds: float, machine: str) -> list[str]:
@@ -220,7 +220,7 @@ def main() -> None:
                              "written to its own section")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    args.suites = args.suites or [str(ROOT / "out" / "suites10")]
+    args.suites = args.suites or [str(DEFAULT_SUITES)]
     suites = [Path(root) / f"{'test' if args.split == 'test' else 'train'}-{t}" for root in args.suites for t in TASKS]
 
     from fuseagent.bench.decision import run_decision, summarise, to_markdown, write_outputs
