@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     agent.add_argument("--vlm-timeout", type=float, default=60.0, help="seconds per VLM request")
     agent.add_argument("--candidates", type=int, default=1, metavar="K",
                        help="learned planner: execute its K most probable plans and keep the best by HQA (default 1; "
-                            "4 is the setting chosen on validation pairs, docs/BENCHMARKS.md)")
+                            "5 is the setting chosen on validation pairs, docs/BENCHMARKS.md)")
     p.set_defaults(func=run)
 
 

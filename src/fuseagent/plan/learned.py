@@ -15,7 +15,7 @@ instead of the oracle's hundreds.
 
 Weights are read from an explicit local path: the ``weights=`` option, else the environment
 variable ``FUSEAGENT_POLICY_WEIGHTS``, else the shipped ``fuseagent/weights/policy.pt``
-(:data:`SHIPPED_WEIGHTS`: SFT on 570 synthesised training pairs, then GRPO-F; its decision benchmark
+(:data:`SHIPPED_WEIGHTS`: SFT on 678 synthesised training pairs, then GRPO-F; its decision benchmark
 is in docs/BENCHMARKS.md). It is not the default planner: it has not yet met the issue's
 bar on every task (see that benchmark).
 """
