@@ -247,6 +247,25 @@ class TestFuseCommand:
         searched = int(printed.split("(")[1].split(" tool calls while planning")[0])
         assert searched >= 2 and "while planning, 0 after" in printed
 
+    def test_without_a_plan_fuse_runs_the_learned_planner_with_the_validated_k(self, monkeypatch, toy_weights,
+                                                                               small_pair, tmp_path, capsys):
+        import json
+
+        from fuseagent.cli import main
+        from fuseagent.io import write_image
+        from fuseagent.plan.learned import VALIDATED_CANDIDATES
+
+        monkeypatch.setenv(WEIGHTS_ENV, str(toy_weights))
+        ir, vis, out, trace = (tmp_path / n for n in ("ir.png", "vis.png", "out.png", "trace.json"))
+        write_image(ir, small_pair[0])
+        write_image(vis, small_pair[1])
+        assert main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--trace", str(trace)]) == 0
+        assert "planner learned:" in capsys.readouterr().out
+        agent = json.loads(trace.read_text())["agent"]
+        assert agent["planner"] == "learned" and agent["planning_tool_calls"] >= 2
+        assert f"Tried my {VALIDATED_CANDIDATES} most likely plans" in agent["think"]
+        assert VALIDATED_CANDIDATES == 5  # the K chosen on validation suites (docs/BENCHMARKS.md)
+
     def test_cli_rejects_zero_candidates_in_one_line(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
         code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "0")
         err = capsys.readouterr().err.strip()

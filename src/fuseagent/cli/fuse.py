@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, atomic_write, write_image
+from ..plan.learned import VALIDATED_CANDIDATES
 
 __all__ = ["register", "run", "write_json"]
 
@@ -16,7 +17,9 @@ __all__ = ["register", "run", "write_json"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("fuse", help="fuse two or more images of one scene",
                               description="Fuse IR+visible, multi-exposure or multi-focus images. With no --plan "
-                                          "the pre-defined restore -> register -> fuse pipeline runs.")
+                                          "the agent perceives the pair and plans with the learned planner (its "
+                                          f"{VALIDATED_CANDIDATES} most probable plans executed, the best kept); "
+                                          "--plan runs the given trajectory as it is.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="source images (IVIF: infrared then visible)")
     p.add_argument("--task", required=True, choices=["ivif", "mef", "mff"], help="fusion task")
     p.add_argument("-o", "--output", required=True, help="fused image to write (.png, .tif, .jpg, .bmp)")
@@ -24,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", help="write the JSON trace of the run here")
     p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="output bit depth (16: PNG/TIFF)")
     agent = p.add_argument_group("agent (perceive, plan, execute, reflect, roll back)")
-    agent.add_argument("--planner", help="run the agent with this planner: predefined, expert, vlm, learned, oracle, "
-                                         "random, random-order, random-model")
+    agent.add_argument("--planner", help="run the agent with this planner: learned (the default when no --plan is "
+                                         "given), predefined, expert, vlm, oracle, random, random-order, random-model")
     agent.add_argument("--report", help="write a self-contained HTML report of the run here")
     agent.add_argument("--replay", help="re-run the trajectory of a saved trace (bit-for-bit the same output)")
     agent.add_argument("--experience", help="experience JSON (from 'fuseagent explore') for expert and vlm planners")
@@ -35,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio); key from $FUSEAGENT_VLM_API_KEY")
     agent.add_argument("--vlm-model", default="Qwen/Qwen2.5-VL-7B-Instruct", help="model name on that endpoint")
     agent.add_argument("--vlm-timeout", type=float, default=60.0, help="seconds per VLM request")
-    agent.add_argument("--candidates", type=int, default=1, metavar="K",
-                       help="learned planner: execute its K most probable plans and keep the best by HQA (default 1; "
-                            "5 is the setting chosen on validation pairs, docs/BENCHMARKS.md)")
+    agent.add_argument("--candidates", type=int, default=None, metavar="K",
+                       help="learned planner: execute its K most probable plans and keep the best by HQA (default "
+                            f"{VALIDATED_CANDIDATES}, the setting chosen on validation pairs, docs/BENCHMARKS.md; "
+                            "1: the greedy plan, with reflection)")
     p.set_defaults(func=run)
 
 
@@ -74,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
     agent_result = None
     if args.replay:
         result = _replay(args)
-    elif args.planner or args.report:
+    elif args.plan and not args.report:
+        result = run_plan(args.images, args.task, args.plan)
+    else:
         agent_result = _run_agent(args)
         result = agent_result.execution
-    else:
-        result = run_plan(args.images, args.task, args.plan)
     trace = agent_result.trace() if agent_result is not None else result.trace()
     trace["inputs_files"] = [str(p) for p in args.images]
     write_image(out, result.fused, bits=args.bits)
@@ -110,18 +114,18 @@ def _run_agent(args: argparse.Namespace):
     from ..agent import Agent
     from ..plan import FixedPlanner
 
-    if args.planner:
+    if args.plan:  # --plan with --report records the plain run of that plan, unchanged
+        planner = FixedPlanner(args.plan)
+        reflect = False
+    else:
         from ..plan import create_planner
 
+        name = args.planner or "learned"
+        candidates = VALIDATED_CANDIDATES if args.candidates is None else args.candidates
         options = ({"url": args.vlm_url, "model": args.vlm_model, "timeout": args.vlm_timeout}
-                   if args.planner == "vlm" else {"candidates": args.candidates} if args.planner == "learned" else {})
-        planner = create_planner(args.planner, **options)
+                   if name == "vlm" else {"candidates": candidates} if name == "learned" else {})
+        planner = create_planner(name, **options)
         reflect = not args.no_reflect
-    else:  # --report alone records the plain run (the given plan or the pre-defined pipeline), unchanged
-        from ..plan import predefined_plan
-
-        planner = FixedPlanner(args.plan or predefined_plan(args.task))
-        reflect = False
     agent = Agent(planner=planner, reflect=reflect, experience=args.experience, seed=args.seed)
     return agent.run(*args.images, task=args.task)
 
