@@ -221,7 +221,13 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     args.suites = args.suites or [str(DEFAULT_SUITES)]
-    suites = [Path(root) / f"{'test' if args.split == 'test' else 'train'}-{t}" for root in args.suites for t in TASKS]
+    suites = []
+    for root in args.suites:  # a root may hold the suites of some tasks only (e.g. extra IVIF pairs)
+        found = [Path(root) / f"{'test' if args.split == 'test' else 'train'}-{t}" for t in TASKS]
+        found = [folder for folder in found if folder.is_dir()]
+        if not found:
+            raise SystemExit(f"error: {root} holds no {'test' if args.split == 'test' else 'train'}-* suite")
+        suites += found
 
     from fuseagent.bench.decision import run_decision, summarise, to_markdown, write_outputs
     from fuseagent.plan.experience import Experience
