@@ -64,7 +64,8 @@ class LearnedPlanner(Planner):
         InputError: (when planning) no weights given, or the file is not a policy.
     """
 
-    card = PlannerCard("learned", "compact vision-language policy trained by SFT then GRPO-F; shipped weights; the default of fuseagent fuse (best of 5)")
+    card = PlannerCard("learned", "compact vision-language policy trained by SFT then GRPO-F; shipped weights; "
+                                  "the default of fuseagent fuse (best of 5)")
 
     def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1,
                  candidates: int = 1):
