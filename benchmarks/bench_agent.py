@@ -8,7 +8,10 @@ and overhead (perception, planning, reflection, content hashing, bookkeeping).
 When perception cannot run (e.g. its weights must be retrained), the expert planner is given
 :data:`KNOWN_FINDINGS` instead and the table says so: its overhead then excludes perception.
 
-Usage: python benchmarks/bench_agent.py [--repeats 3] [--planners expert,predefined] [--reflect-sizes 256,128] [--no-write]
+A planner is named as in ``fuseagent fuse --planner``, or ``learned:K`` for the learned planner
+proposing and executing its K most probable plans (``learned:5`` is the default of ``fuseagent fuse``).
+
+Usage: python benchmarks/bench_agent.py [--repeats 3] [--planners expert,predefined,learned:5] [--reflect-sizes 256,128] [--no-write]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fuseagent.agent import Agent, perception_report
 from fuseagent.errors import FuseAgentError
 from fuseagent.execute import Environment
 from fuseagent.io import read_image, resize_to
+from fuseagent.plan import Planner, create_planner
 from fuseagent.plan.findings import Findings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,22 +57,36 @@ def perception_error(ir: np.ndarray, vis: np.ndarray) -> str | None:
     return None
 
 
-def measure(planner: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect_size: int = 256,
+def make_planner(spec: str) -> Planner:
+    """``NAME`` or ``learned:K`` (the learned planner proposing and executing its K best plans)."""
+    name, _, k = spec.partition(":")
+    return create_planner(name, candidates=int(k)) if k else create_planner(name)
+
+
+def measure(spec: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect_size: int = 256,
             findings: Findings | None = None) -> dict[str, float]:
+    """Median figures of ``repeats`` runs. One planner serves every run (its weights are loaded once,
+    as in a process that fuses many pairs); tool time is every tool's, the ones a planner ran
+    while planning (best of K) included."""
     rows = []
+    planner = make_planner(spec)
     for _ in range(repeats):
-        agent = Agent(planner=planner, environment=Environment(), reflect_size=reflect_size)
+        env = Environment()
+        agent = Agent(planner=planner, environment=env, reflect_size=reflect_size)
         t0 = time.perf_counter()
         result = agent.run(ir, vis, "ivif", findings=findings)
         result.trace()
         wall = time.perf_counter() - t0
-        rows.append({"wall": wall, "tools": result.tool_seconds, "overhead": wall - result.tool_seconds,
-                     "perception": result.perception_seconds, "planning": result.planning_seconds,
+        planning_tools = env.tool_seconds - result.tool_seconds  # tools run while planning
+        rows.append({"wall": wall, "tools": env.tool_seconds, "overhead": wall - env.tool_seconds,
+                     "perception": result.perception_seconds,
+                     "planning": result.planning_seconds - planning_tools,
                      "reflection": result.reflection_seconds, "reflection_cpu": agent.reflector.cpu_seconds,
                      "hashing": result.hashing_seconds,
-                     "rest": wall - result.tool_seconds - result.perception_seconds - result.planning_seconds
-                     - result.reflection_seconds - result.hashing_seconds,
-                     "calls": result.tool_calls, "trajectory": result.trajectory})
+                     "rest": wall - env.tool_seconds - result.perception_seconds
+                     - (result.planning_seconds - planning_tools) - result.reflection_seconds
+                     - result.hashing_seconds,
+                     "calls": result.tool_calls + result.planning_tool_calls, "trajectory": result.trajectory})
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "tools", "overhead", "perception", "planning",
                                                                   "reflection", "reflection_cpu", "hashing", "rest",
                                                                   "calls")}
@@ -95,10 +113,13 @@ def main() -> None:
     results = {}
     load_before = os.getloadavg()
     for planner in args.planners.split(","):
-        for size in map(int, args.reflect_sizes.split(",")):
-            label = f"{planner} (reflection at {size} px)"
+        sizes = list(map(int, args.reflect_sizes.split(",")))
+        best_of = planner.startswith("learned:") and int(planner.partition(":")[2]) > 1
+        for size in sizes[:1] if best_of else sizes:  # best of K does not reflect
+            label = (f"learned, best of {planner.partition(':')[2]} (no reflection)" if best_of
+                     else f"{planner} (reflection at {size} px)")
             findings = None
-            if no_perception and Agent(planner=planner, perceive=False).planner.card.uses_perception:
+            if no_perception and make_planner(planner).card.uses_perception:
                 findings, label = KNOWN_FINDINGS, label + ", known findings: no perception"
             results[label] = m = measure(planner, ir, vis, args.repeats, size, findings)
             print(f"{label:32s} wall {m['wall']:.3f}s tools {m['tools']:.3f}s overhead {m['overhead']:.3f}s "
@@ -112,10 +133,16 @@ def main() -> None:
              f"--planners {args.planners} --reflect-sizes {args.reflect_sizes}` "
              f"(median of {args.repeats} runs, each in a fresh environment so that every tool runs; one warm-up run "
              "first). Input: the bundled TNO pair `tno_08` resized to 640×480, the visible image darkened and "
-             "noisy. Overhead = wall time of `Agent.run` plus building its trace, minus the time spent inside "
-             "tools (the sum of the tools' own timings, rolled-back attempts included); it is everything the "
+             "noisy. One planner object serves a row's runs (the learned policy's weights are loaded once, as "
+             "in a process that fuses many pairs). Overhead = wall time of `Agent.run` plus building its trace, "
+             "minus the time spent inside tools (`Environment.tool_seconds`: the tools' own timings, rolled-back "
+             "attempts and the plans a best-of-K planner executes while planning included); it is everything the "
              "agent adds: perception, planning, reflection (thumbnails, rewards), content hashing, step "
-             "bookkeeping and the trace. Overhead share = overhead / wall time. The agent's worker thread prepares "
+             "bookkeeping and the trace. `learned:5` is the default of `fuseagent fuse`: the policy's 5 most "
+             "probable plans executed (shared prefixes once) and the one with the highest HQA kept, without "
+             "reflection; its planning s is planning minus those tools (the policy, the candidates' step rewards, "
+             "the full-resolution HQA of each candidate's result that the run waited for). "
+             "Overhead share = overhead / wall time. The agent's worker thread prepares "
              "each step's rating while its tool runs and hashes states while they are rated or perceived: "
              "reflection s and hashing s are the time the run waited for them (rating, and waiting for a "
              "preparation; waiting for a content hash), reflection CPU s the CPU time of the reflection in "

@@ -63,6 +63,27 @@ class TestEnvironment:
         env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
         assert len(hashed) == 6 and env.hash_seconds - before >= 2 * delay  # cached steps: only the inputs again
 
+    def test_tool_seconds_sum_every_executed_step_and_failures(self, pair, monkeypatch):
+        env = Environment()
+        res = env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        assert env.tool_seconds == pytest.approx(sum(s.seconds for s in res.steps), abs=1e-12)
+        assert env.tool_seconds > 0
+        before = env.tool_seconds
+        env.run(pair, "ivif", "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]")
+        assert env.tool_seconds == before  # answered by the cache: no tool ran
+        state, _ = env.initial_state(pair, "ivif")
+
+        def fail(*args, **kwargs):
+            import time
+
+            time.sleep(0.01)
+            raise RuntimeError("tool failed")
+
+        monkeypatch.setattr(env.tool("denoise.nlm"), "process", fail)
+        with pytest.raises(RuntimeError, match="tool failed"):
+            env.begin_step(state, fuseagent.protocol.Action("denoise", "nlm", "ir"), "ivif")
+        assert env.tool_seconds >= before + 0.01  # a failing tool's time counts too
+
     def test_begin_step_leaves_the_hashing_to_finish(self, pair):
         from fuseagent.protocol import Action
 

@@ -106,6 +106,8 @@ StepScorer = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Seque
 #: a reflection's outcome: its scores (None when the step could not be rated), why not, and its seconds
 Rating = tuple[dict[str, float] | None, str | None, float]
 
+#: name prefix of the agent's worker thread
+WORKER_PREFIX = "fuseagent-agent"
 _BACKGROUND: tuple[int, ThreadPoolExecutor] | None = None
 _BACKGROUND_LOCK = threading.Lock()
 
@@ -117,7 +119,7 @@ def _background() -> ThreadPoolExecutor:
     global _BACKGROUND
     with _BACKGROUND_LOCK:
         if _BACKGROUND is None or _BACKGROUND[0] != os.getpid():
-            _BACKGROUND = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="fuseagent-agent"))
+            _BACKGROUND = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix=WORKER_PREFIX))
         return _BACKGROUND[1]
 
 

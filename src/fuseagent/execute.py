@@ -257,6 +257,7 @@ class Environment:
         cache: the :class:`StepCache`.
         hash_seconds: time spent creating states (content hashing of every new image and mask),
             summed over every call; not part of any step's tool ``seconds``.
+        tool_seconds: time spent inside tools, summed over every step executed (cache hits take none).
 
     Example:
         >>> env = Environment()
@@ -271,6 +272,7 @@ class Environment:
         self.cache = cache if cache is not None else StepCache()
         self._tools: dict[str, Tool] = {}
         self.hash_seconds = 0.0
+        self.tool_seconds = 0.0
 
     def _create_state(self, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None,
                       previous: State | None = None, rehash: Collection[str] = ()) -> State:
@@ -352,36 +354,39 @@ class Environment:
         masks = dict(state.masks)
         info: dict[str, Any] = {}
         t0 = time.perf_counter()
-        if card.inputs == "stack":
-            result = tool(_fill_invalid(images, masks, roles), **params)
-            images = {"fused": result.image}
-            masks.update({f"{k}.fused": v for k, v in result.masks.items()})
-            info = result.info
-        elif card.inputs == "pair":
-            for role in targets:
-                reference = _reference_for(role, roles, task)
-                result = tool(images[role], images[reference], **params)
-                images[role] = result.image
-                masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
-                info[role] = dict(result.info, reference=reference)
-        else:
-            for role in targets:
-                if card.task == "inpaint":
-                    hole = _hole_mask(masks, role)
-                    result = tool(images[role], **dict(params, mask=hole)) if hole is not None else tool(images[role], **params)
-                else:
-                    result = tool(images[role], **params)
-                size = images[role].shape[:2]
-                if result.image.shape[:2] != size:
-                    # every image of a state shares one size (masks and fusion rely on it): a tool that
-                    # changes it (super-resolution) is brought back to the pipeline's size
-                    result.info = dict(result.info, resampled_to=[size[1], size[0]])
-                    result.image = resize_to(result.image, size)
-                    result.masks = {k: resize_to(v.astype(np.float32), size) for k, v in result.masks.items()}
-                images[role] = result.image
-                masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
-                info[role] = result.info
-        seconds = time.perf_counter() - t0
+        try:
+            if card.inputs == "stack":
+                result = tool(_fill_invalid(images, masks, roles), **params)
+                images = {"fused": result.image}
+                masks.update({f"{k}.fused": v for k, v in result.masks.items()})
+                info = result.info
+            elif card.inputs == "pair":
+                for role in targets:
+                    reference = _reference_for(role, roles, task)
+                    result = tool(images[role], images[reference], **params)
+                    images[role] = result.image
+                    masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
+                    info[role] = dict(result.info, reference=reference)
+            else:
+                for role in targets:
+                    if card.task == "inpaint":
+                        hole = _hole_mask(masks, role)
+                        result = tool(images[role], **dict(params, mask=hole)) if hole is not None else tool(images[role], **params)
+                    else:
+                        result = tool(images[role], **params)
+                    size = images[role].shape[:2]
+                    if result.image.shape[:2] != size:
+                        # every image of a state shares one size (masks and fusion rely on it): a tool that
+                        # changes it (super-resolution) is brought back to the pipeline's size
+                        result.info = dict(result.info, resampled_to=[size[1], size[0]])
+                        result.image = resize_to(result.image, size)
+                        result.masks = {k: resize_to(v.astype(np.float32), size) for k, v in result.masks.items()}
+                    images[role] = result.image
+                    masks.update({f"{k}.{role}": v for k, v in result.masks.items()})
+                    info[role] = result.info
+        finally:  # a failing tool's time counts too
+            seconds = time.perf_counter() - t0
+            self.tool_seconds += seconds
         return PendingStep(self, state, action, key, images, masks, targets, jsonable(info), seconds, False)
 
     def run(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray], task: str,

@@ -172,3 +172,65 @@ class TestOracle:
             *small_pair, "ivif", findings=Findings({"vis": {"noise": 3}}))
         assert all(s.status in ("planned", "accepted") for s in res.steps)
         assert res.tool_calls == 0  # the oracle already executed its trajectory
+
+
+class TestScoreTrajectories:
+    """Candidates are scored in the agent's worker thread while the next ones run: same results."""
+
+    CANDIDATES = [
+        [Action("fusion", "laplacian")],
+        [Action("denoise", "wavelet", "vis"), Action("fusion", "laplacian")],
+        [Action("denoise", "wavelet", "vis"), Action("fusion", "gff")],
+        [Action("denoise", "wavelet", "vis"), Action("lighten", "clahe", "vis"), Action("fusion", "wavelet")],
+        [Action("lighten", "clahe", "vis"), Action("fusion", "laplacian")],
+    ]
+
+    def test_pipelined_scores_equal_one_after_the_other(self, small_pair):
+        import threading
+
+        from fuseagent.agent import trajectory_hqa
+        from fuseagent.plan.oracle import hqa_score, score_trajectories
+
+        threads = []
+
+        def scorer(fused, sources, task, step_rewards):
+            threads.append(threading.current_thread().name)
+            return hqa_score(fused, sources, task, step_rewards)
+
+        env = Environment()
+        state0, _ = env.initial_state(small_pair, "ivif")
+        piped = score_trajectories(env, state0, "ivif", self.CANDIDATES, scorer)
+        serial = score_trajectories(Environment(), state0, "ivif", self.CANDIDATES, in_flight=0)
+        assert [r["trajectory"] for r in piped] == [list(t) for t in self.CANDIDATES]
+        assert [r["score"] for r in piped] == [r["score"] for r in serial]
+        assert len(threads) == len(self.CANDIDATES) and any(n.startswith("fuseagent-agent") for n in threads)
+        # each score is the HQA of the executed trajectory
+        for result in piped:
+            execution = Environment().run(small_pair, "ivif", result["trajectory"])
+            assert result["score"] == trajectory_hqa(execution.states, execution.actions, execution.steps, "ivif")
+
+    def test_a_scorer_failure_is_that_candidate_error(self, small_pair):
+        from fuseagent.plan.oracle import score_trajectories
+
+        def scorer(fused, sources, task, step_rewards):
+            if len(step_rewards) == 1:
+                raise ValueError("no score for one-step prefixes")
+            return float(fused.mean())
+
+        state0, _ = Environment().initial_state(small_pair, "ivif")
+        results = score_trajectories(Environment(), state0, "ivif", self.CANDIDATES, scorer)
+        failed = [r for r in results if r["score"] is None]
+        assert [len(r["trajectory"]) for r in failed] == [2, 2, 2]
+        assert all(r["error"] == "no score for one-step prefixes" for r in failed)
+        assert all(isinstance(r["score"], float) for r in results if len(r["trajectory"]) != 2)
+
+    def test_called_from_the_worker_thread_it_scores_in_turn(self, small_pair):
+        from fuseagent.agent import _background
+        from fuseagent.plan.oracle import score_trajectories
+
+        state0, _ = Environment().initial_state(small_pair, "ivif")
+        scorer = lambda fused, sources, task, step_rewards: float(fused.std())  # noqa: E731
+        inside = _background().submit(score_trajectories, Environment(), state0, "ivif", self.CANDIDATES,
+                                      scorer).result(timeout=120)
+        outside = score_trajectories(Environment(), state0, "ivif", self.CANDIDATES, scorer)
+        assert inside == outside

@@ -14,8 +14,11 @@ the other planners, not a method.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -126,35 +129,79 @@ class OraclePlanner(Planner):
 
 
 def score_trajectories(env: Environment, state0: State, task: str, trajectories: Sequence[Sequence[Action]],
-                       scorer: FusedScorer | None = None) -> list[dict[str, Any]]:
+                       scorer: FusedScorer | None = None, *, in_flight: int = 2) -> list[dict[str, Any]]:
     """Execute and score candidate trajectories (pre-fusion steps, then a fusion step) from ``state0``.
 
     Prefixes shared by several candidates are executed and rated once; a prefix whose tool fails or
     cannot be rated prunes every candidate below it (left out of the result), and a failing fusion
     step gives its candidate ``score: None`` with the error. Each result holds ``trajectory`` (the
     actions) and ``score`` (by default HQA: :func:`hqa_score`, the steps' reflection rewards included).
+
+    A fused image is scored in the agent's worker thread while the next candidates' tools run
+    (tools and the metrics' filtering hold no GIL). At most ``in_flight`` scorings wait; beyond
+    that, and at the end, this thread scores the newest one the worker has not started (so the
+    scorer must allow two calls at once). The scores are the ones computed one after the other.
     """
-    from ..agent import Reflector
+    from ..agent import WORKER_PREFIX, Reflector, _background
 
     scorer = scorer or hqa_score
     reflector = Reflector()
     paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
     results: list[dict[str, Any]] = []
-    for trajectory in trajectories:
-        *prefix, fusion = trajectory
-        path = _path(env, reflector, paths, tuple(prefix), task)
-        if path is None:
-            continue
-        state, rewards = path
-        sources = list(state.images.values())
+    scoring: deque[tuple[dict[str, Any], Future[float], tuple[Any, ...]]] = deque()
+    # called from the worker thread itself, it scores each candidate in turn (waiting on itself would deadlock)
+    worker = _Inline() if threading.current_thread().name.startswith(WORKER_PREFIX) else _background()
+
+    def collect(newest: bool = False) -> None:
+        """Wait for the oldest scoring; with ``newest``, score the newest one here if the worker
+        has not started it (both threads then score)."""
+        if newest and len(scoring) > 1 and scoring[-1][1].cancel():
+            result, _, args = scoring.pop()
+            future = _Inline.submit(scorer, *args)
+        else:
+            result, future, args = scoring.popleft()
         try:
-            fused_state, _, _ = env.step(state, fusion, task)
-            score = float(scorer(fused_state.images["fused"], sources, task, rewards))
-        except Exception as exc:  # an operator failing on this input is simply not a candidate
-            results.append({"trajectory": list(trajectory), "score": None, "error": str(exc)})
-            continue
-        results.append({"trajectory": list(trajectory), "score": score})
+            result["score"] = float(future.result())
+        except Exception as exc:  # an operator's output the scorer rejects is not a candidate either
+            result["error"] = str(exc)
+
+    try:
+        for trajectory in trajectories:
+            *prefix, fusion = trajectory
+            path = _path(env, reflector, paths, tuple(prefix), task)
+            if path is None:
+                continue
+            state, rewards = path
+            result: dict[str, Any] = {"trajectory": list(trajectory), "score": None}
+            results.append(result)
+            try:
+                fused_state, _, _ = env.step(state, fusion, task)
+            except Exception as exc:  # an operator failing on this input is simply not a candidate
+                result["error"] = str(exc)
+                continue
+            args = (fused_state.images["fused"], list(state.images.values()), task, rewards)
+            scoring.append((result, worker.submit(scorer, *args), args))
+            while scoring and scoring[0][1].done():
+                collect()
+            while len(scoring) > max(0, int(in_flight)):
+                collect(newest=True)
+    finally:
+        while scoring:
+            collect(newest=True)
     return results
+
+
+class _Inline:
+    """An executor that runs each job at once, in the calling thread."""
+
+    @staticmethod
+    def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as an executor does
+            future.set_exception(exc)
+        return future
 
 
 def _path(env: Environment, reflector: Any, paths: dict[tuple[Action, ...], tuple[State, list[float]] | None],

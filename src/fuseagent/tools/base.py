@@ -15,6 +15,7 @@ transforms) and named ``masks`` (validity, occlusion, motion).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -109,8 +110,15 @@ class ToolResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=None)
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (looked up once per process: planners ask for every
+    tool's availability at each step)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def _missing_modules(modules: Sequence[str]) -> list[str]:
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    return [m for m in modules if not _installed(m)]
 
 
 class Tool:
