@@ -70,21 +70,19 @@ def measure(spec: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect_si
     while planning (best of K) included."""
     rows = []
     planner = make_planner(spec)
+    Agent(planner=planner, reflect_size=reflect_size).run(ir, vis, "ivif", findings=findings)  # loads its weights
     for _ in range(repeats):
-        env = Environment()
-        agent = Agent(planner=planner, environment=env, reflect_size=reflect_size)
+        agent = Agent(planner=planner, environment=Environment(), reflect_size=reflect_size)
         t0 = time.perf_counter()
         result = agent.run(ir, vis, "ivif", findings=findings)
         result.trace()
         wall = time.perf_counter() - t0
-        planning_tools = env.tool_seconds - result.tool_seconds  # tools run while planning
-        rows.append({"wall": wall, "tools": env.tool_seconds, "overhead": wall - env.tool_seconds,
-                     "perception": result.perception_seconds,
-                     "planning": result.planning_seconds - planning_tools,
+        tools, planning = result.all_tool_seconds, result.planning_seconds - result.planning_tool_seconds
+        rows.append({"wall": wall, "tools": tools, "overhead": wall - tools,
+                     "perception": result.perception_seconds, "planning": planning,
                      "reflection": result.reflection_seconds, "reflection_cpu": agent.reflector.cpu_seconds,
                      "hashing": result.hashing_seconds,
-                     "rest": wall - env.tool_seconds - result.perception_seconds
-                     - (result.planning_seconds - planning_tools) - result.reflection_seconds
+                     "rest": wall - tools - result.perception_seconds - planning - result.reflection_seconds
                      - result.hashing_seconds,
                      "calls": result.tool_calls + result.planning_tool_calls, "trajectory": result.trajectory})
     med = {k: statistics.median(r[k] for r in rows) for k in ("wall", "tools", "overhead", "perception", "planning",
@@ -132,10 +130,10 @@ def main() -> None:
              f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python benchmarks/bench_agent.py --repeats {args.repeats} "
              f"--planners {args.planners} --reflect-sizes {args.reflect_sizes}` "
              f"(median of {args.repeats} runs, each in a fresh environment so that every tool runs; one warm-up run "
-             "first). Input: the bundled TNO pair `tno_08` resized to 640×480, the visible image darkened and "
+             "per row first). Input: the bundled TNO pair `tno_08` resized to 640×480, the visible image darkened and "
              "noisy. One planner object serves a row's runs (the learned policy's weights are loaded once, as "
              "in a process that fuses many pairs). Overhead = wall time of `Agent.run` plus building its trace, "
-             "minus the time spent inside tools (`Environment.tool_seconds`: the tools' own timings, rolled-back "
+             "minus the time spent inside tools (`AgentResult.all_tool_seconds`: the tools' own timings, rolled-back "
              "attempts and the plans a best-of-K planner executes while planning included); it is everything the "
              "agent adds: perception, planning, reflection (thumbnails, rewards), content hashing, step "
              "bookkeeping and the trace. `learned:5` is the default of `fuseagent fuse`: the policy's 5 most "

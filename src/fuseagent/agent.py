@@ -446,7 +446,7 @@ class AgentResult:
         notes: input notes (resampling).
         planning_tool_calls: tool executions the planner ran while planning (the oracle's search,
             the ``learned`` planner's best-of-K), not counted in :attr:`tool_calls` and timed
-            within ``planning_seconds``.
+            within ``planning_seconds``; ``planning_tool_seconds``: their time inside tools.
     """
 
     fused: np.ndarray
@@ -466,6 +466,7 @@ class AgentResult:
     notes: list[str] = field(default_factory=list)
     hashing_seconds: float = 0.0
     planning_tool_calls: int = 0
+    planning_tool_seconds: float = 0.0
 
     @property
     def trajectory(self) -> str:
@@ -477,9 +478,14 @@ class AgentResult:
         return sum(1 for s in self.steps if s.kind in ("step", "fusion") and not s.cached)
 
     @property
+    def all_tool_seconds(self) -> float:
+        """Time inside tools, those a planner ran while planning included."""
+        return self.tool_seconds + self.planning_tool_seconds
+
+    @property
     def overhead_seconds(self) -> float:
-        """Everything but tool execution."""
-        return max(0.0, self.seconds - self.tool_seconds)
+        """Everything but tool execution (the tools a planner ran while planning are tool execution too)."""
+        return max(0.0, self.seconds - self.all_tool_seconds)
 
     def trace(self) -> dict[str, Any]:
         """JSON-safe trace: the accepted trajectory's execution trace plus the agent's records."""
@@ -497,6 +503,7 @@ class AgentResult:
             "steps": [s.to_dict() for s in self.steps],
             "tool_calls": self.tool_calls,
             "planning_tool_calls": self.planning_tool_calls,
+            "planning_tool_seconds": round(self.planning_tool_seconds, 4),
             "seconds": round(self.seconds, 4),
             "tool_seconds": round(self.tool_seconds, 4),
             "overhead_seconds": round(self.overhead_seconds, 4),
@@ -648,9 +655,10 @@ class Agent:
         t0 = time.perf_counter()
         context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
                               experience=self.experience, seed=self.seed, environment=env)
-        executed_before = env.cache.misses
+        executed_before, tools_before = env.cache.misses, env.tool_seconds
         proposal = propose(self.planner, context)
         planning_tool_calls = env.cache.misses - executed_before  # planners that search (oracle, best-of-K)
+        planning_tool_seconds = env.tool_seconds - tools_before
         planning_seconds = time.perf_counter() - t0
 
         steps: list[AgentStep] = [AgentStep(0, "plan", "planned", None, proposal.response)]
@@ -782,7 +790,8 @@ class Agent:
             seconds=time.perf_counter() - t_start, tool_seconds=tool_seconds,
             perception_seconds=perception_seconds, planning_seconds=planning_seconds,
             reflection_seconds=self.reflector.seconds - reflection_before + preparing_seconds, notes=notes,
-            hashing_seconds=hashing_seconds, planning_tool_calls=planning_tool_calls)
+            hashing_seconds=hashing_seconds, planning_tool_calls=planning_tool_calls,
+            planning_tool_seconds=planning_tool_seconds)
 
     def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
         """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""

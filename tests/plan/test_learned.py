@@ -246,6 +246,21 @@ class TestFuseCommand:
         # its proposals ran while it planned: the summary says so instead of "0 tool calls"
         searched = int(printed.split("(")[1].split(" tool calls while planning")[0])
         assert searched >= 2 and "while planning, 0 after" in printed
+        # and their time counts as tool time, not as planning
+        assert "s of them while planning), perception" in printed and "besides its tools" in printed
+
+    def test_the_tools_run_while_planning_are_tool_time(self, toy_weights, small_pair):
+        from fuseagent.agent import Agent
+        from fuseagent.execute import Environment
+
+        env = Environment()
+        res = Agent(planner=LearnedPlanner(toy_weights, candidates=3), environment=env).run(*small_pair, "ivif")
+        assert res.tool_seconds == 0 and res.planning_tool_calls >= 2  # the chosen plan ran while planning
+        assert res.planning_tool_seconds == pytest.approx(env.tool_seconds) and res.planning_tool_seconds > 0
+        assert res.planning_tool_seconds < res.planning_seconds
+        assert res.all_tool_seconds == res.planning_tool_seconds
+        assert res.overhead_seconds == pytest.approx(res.seconds - res.planning_tool_seconds)
+        assert res.trace()["agent"]["planning_tool_seconds"] == round(res.planning_tool_seconds, 4)
 
     def test_without_a_plan_fuse_runs_the_learned_planner_with_the_validated_k(self, monkeypatch, toy_weights,
                                                                                small_pair, tmp_path, capsys):

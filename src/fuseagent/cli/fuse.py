@@ -101,8 +101,12 @@ def run(args: argparse.Namespace) -> int:
         calls = (f"{agent_result.planning_tool_calls} tool calls while planning, {agent_result.tool_calls} after"
                  if agent_result.planning_tool_calls else f"{agent_result.tool_calls} tool calls")
         print(f"planner {agent_result.planner}: {agent_result.trajectory} ({calls}, {rolled} rolled back)")
-        print(f"wrote {out} ({size}) in {agent_result.seconds:.2f}s: tools {agent_result.tool_seconds:.2f}s, "
-              f"perception {agent_result.perception_seconds:.2f}s, planning {agent_result.planning_seconds:.2f}s, "
+        searched = agent_result.planning_tool_seconds
+        tools = (f"tools {agent_result.all_tool_seconds:.2f}s ({searched:.2f}s of them while planning)" if searched
+                 else f"tools {agent_result.tool_seconds:.2f}s")
+        print(f"wrote {out} ({size}) in {agent_result.seconds:.2f}s: {tools}, "
+              f"perception {agent_result.perception_seconds:.2f}s, "
+              f"planning {agent_result.planning_seconds - searched:.2f}s{' besides its tools' if searched else ''}, "
               f"reflection {agent_result.reflection_seconds:.2f}s")
         return 0
     steps = ", ".join(f"{s.tool} {s.seconds:.2f}s" for s in result.steps)

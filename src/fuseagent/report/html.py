@@ -142,9 +142,12 @@ def render_report(result: Any, *, title: str | None = None, inputs: list[str] | 
     body = [f"<h1>{_e(title)}</h1>",
             f"<p class='meta'>final trajectory <code>{_e(result.trajectory)}</code><br>"
             f"{result.tool_calls} tool calls, {rolled} rolled back, {failed} failed · "
-            f"{result.seconds:.2f} s total, {result.tool_seconds:.2f} s in tools, "
-            f"{result.overhead_seconds:.2f} s agent overhead (perception {result.perception_seconds:.2f} s, "
-            f"planning {result.planning_seconds:.2f} s, reflection {result.reflection_seconds:.2f} s)</p>"]
+            f"{result.seconds:.2f} s total, {result.all_tool_seconds:.2f} s in tools"
+            + (f" ({result.planning_tool_seconds:.2f} s of them while planning)" if result.planning_tool_seconds else "")
+            + f", {result.overhead_seconds:.2f} s agent overhead (perception {result.perception_seconds:.2f} s, "
+            f"planning {result.planning_seconds - result.planning_tool_seconds:.2f} s"
+            + (" besides its tools" if result.planning_tool_seconds else "")
+            + f", reflection {result.reflection_seconds:.2f} s)</p>"]
     body.append("<h2>Inputs</h2><div class='row'>" + "".join(
         _figure(im, f"{role}: {name}" if name != role else role, thumb_side)
         for (role, im), name in zip(first.images.items(), names)) + "</div>")
