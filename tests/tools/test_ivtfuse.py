@@ -138,6 +138,67 @@ class TestNetwork:
             load_weights(tmp_path / "other.pt")
 
 
+class TestBandedInference:
+    """Without autograd, tall inputs run band by band: the same values as the whole-image path."""
+
+    @staticmethod
+    def _perturbed(module):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p) * 0.2)  # away from the identity initialisation
+        return module.eval()
+
+    @pytest.mark.parametrize("height", [17, 37, 64])
+    def test_restormer_block(self, height):
+        from fuseagent.models.ivtfuse import BAND_ROWS, RestormerBlock
+
+        block = self._perturbed(RestormerBlock(8, heads=2))
+        x = torch.rand(2, 8, height, 11)
+        assert height > 2 * BAND_ROWS  # the banded path runs
+        with torch.no_grad():
+            banded, plain = block(x), block.forward_plain(x)
+        assert torch.allclose(banded, plain, atol=1e-5)
+        with torch.enable_grad():  # training: the whole-image path, differentiable
+            assert block(x.requires_grad_()).requires_grad
+
+    @pytest.mark.parametrize("height", [17, 35, 40])
+    def test_frequency_strip_attention(self, height):
+        fsa = self._perturbed(FrequencyStripAttention(6, 7))
+        x = torch.rand(1, 6, height, 13)
+        with torch.no_grad():
+            assert torch.allclose(fsa(x), fsa.forward_plain(x), atol=1e-6)
+
+    @pytest.mark.parametrize("height", [17, 33])
+    def test_hybrid_pooling_attention(self, height):
+        hpa = self._perturbed(HybridPoolingAttention(8, groups=4))
+        x = torch.rand(2, 8, height, 12)
+        with torch.no_grad():
+            assert torch.allclose(hpa(x), hpa.forward_plain(x), atol=1e-5)
+
+    def test_fusion_block(self):
+        from fuseagent.models.ivtfuse import TextGuidedFusionBlock
+
+        block = self._perturbed(TextGuidedFusionBlock(8, 16, 2, patch=2))
+        ir, vis, text = torch.rand(1, 8, 41, 9), torch.rand(1, 8, 41, 9), torch.randn(1, 3, 16)
+        valid = torch.ones(1, 3, dtype=torch.bool)
+        with torch.no_grad():
+            banded = block(ir, vis, text, valid)
+        with torch.enable_grad():
+            plain = block(ir, vis, text, valid)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(banded, plain, strict=True))
+
+    def test_whole_network(self):
+        net = self._perturbed(IVTFuse(TINY))
+        x, y = torch.rand(1, 1, 45, 20), torch.rand(1, 1, 45, 20)
+        text, valid = torch.randn(1, 4, 384), torch.ones(1, 4, dtype=torch.bool)
+        with torch.no_grad():
+            banded = net(x, y, text, valid)
+        with torch.enable_grad():
+            plain = net(x, y, text, valid)
+        assert torch.allclose(banded, plain, atol=1e-5)
+
+
 class TestTiling:
     def test_tile_starts_cover(self):
         for length, tile, overlap in [(1000, 512, 64), (4000, 768, 48), (769, 768, 48), (100, 768, 48)]:
