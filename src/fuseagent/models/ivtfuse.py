@@ -21,6 +21,12 @@ image tokens are never materialised: cost and memory grow as ``heads × L × H �
 ``d × H × W``. Variants for the ablation switch off the text (learned queries replace it), the
 frequency strip attention or the hybrid pooling attention.
 
+On CPU without autograd (inference), the blocks run band by band (:data:`BAND_ROWS` rows, plus the
+rows their filters read around them), so that the wide intermediate maps stay in the CPU cache;
+what depends on every pixel (attention matrices, pooled contexts, normalisation statistics) is
+summed over the bands first. The values are those of the whole-image path (training, GPU) up to
+the order of float sums.
+
 References: frequency strip attention after Cui et al., "Dual-domain strip attention for image
 restoration", Neural Networks 2024; hybrid pooling / grouped axis attention after Ouyang et al.,
 "Efficient multi-scale attention module with cross-spatial learning", ICASSP 2023; Restormer block
@@ -118,6 +124,34 @@ class IVTFuseConfig:
         return cls(**dict(values))
 
 
+#: rows per band of the banded inference path (see :class:`RestormerBlock`)
+BAND_ROWS = 8
+
+
+def _banded(x: torch.Tensor) -> bool:
+    """Whether a module runs band by band on ``x``: on CPU without autograd, taller than two bands
+    (on a GPU the whole image at once is faster, and training needs the whole-image graph)."""
+    return not torch.is_grad_enabled() and x.device.type == "cpu" and x.shape[2] > 2 * BAND_ROWS
+
+
+def _row_bands(height: int, rows: int) -> list[tuple[int, int, int, int]]:
+    """``(r0, r1, a0, a1)`` per band of ``rows`` rows: the band ``[r0, r1)`` and the rows ``[a0, a1)``
+    a 3×3 filter of it reads (one more on each side, within the image).
+
+    Example:
+        >>> _row_bands(20, 8)
+        [(0, 8, 0, 9), (8, 16, 7, 17), (16, 20, 15, 20)]
+    """
+    return [(r0, min(height, r0 + rows), max(0, r0 - 1), min(height, r0 + rows + 1))
+            for r0 in range(0, height, rows)]
+
+
+def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, a0: int, a1: int) -> torch.Tensor:
+    """``conv`` (3×3 depthwise, zero padding 1) on rows ``[a0, a1)`` of its input, giving rows ``[r0, r1)``."""
+    top, bottom = int(r0 == a0), int(a1 == r1)  # zero rows at the image's borders only: inside, real rows
+    return F.conv2d(F.pad(x, (1, 1, top, bottom)), conv.weight, conv.bias, groups=conv.groups)
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` tensor."""
 
@@ -178,7 +212,7 @@ class FrequencyStripAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Without autograd, band by band (as :class:`RestormerBlock`; the same values)."""
         h = x.shape[2]
-        if torch.is_grad_enabled() or h <= 2 * BAND_ROWS:
+        if not _banded(x):
             return self.forward_plain(x)
         r = self.strip // 2
         low_h, high_h, low_v, high_v = (t[:, None, None] for t in (self.low_h, self.high_h, self.low_v, self.high_v))
@@ -240,7 +274,7 @@ class HybridPoolingAttention(nn.Module):
         """Without autograd, band by band (as :class:`RestormerBlock`): the column attention and the
         group normalisation's statistics (sums over all pixels) first, then the rest per band."""
         b, c, h, w = x.shape
-        if torch.is_grad_enabled() or h <= 2 * BAND_ROWS:
+        if not _banded(x):
             return self.forward_plain(x)
         g = x.reshape(b * self.groups, c // self.groups, h, w)
         cols = self._column_attention(g)
@@ -266,28 +300,6 @@ class HybridPoolingAttention(nn.Module):
             local = F.conv2d(rows, self.local.weight, self.local.bias)
             out[:, :, r0:r1] = x[:, :, r0:r1] + (attended + local).reshape(b, c, r1 - r0, w)
         return out
-
-
-#: rows per band of the banded inference path (see :class:`RestormerBlock`)
-BAND_ROWS = 8
-
-
-def _row_bands(height: int, rows: int) -> list[tuple[int, int, int, int]]:
-    """``(r0, r1, a0, a1)`` per band of ``rows`` rows: the band ``[r0, r1)`` and the rows ``[a0, a1)``
-    a 3×3 filter of it reads (one more on each side, within the image).
-
-    Example:
-        >>> _row_bands(20, 8)
-        [(0, 8, 0, 9), (8, 16, 7, 17), (16, 20, 15, 20)]
-    """
-    return [(r0, min(height, r0 + rows), max(0, r0 - 1), min(height, r0 + rows + 1))
-            for r0 in range(0, height, rows)]
-
-
-def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, a0: int, a1: int) -> torch.Tensor:
-    """``conv`` (3×3 depthwise, zero padding 1) on rows ``[a0, a1)`` of its input, giving rows ``[r0, r1)``."""
-    top, bottom = int(r0 == a0), int(a1 == r1)  # zero rows at the image's borders only: inside, real rows
-    return F.conv2d(F.pad(x, (1, 1, top, bottom)), conv.weight, conv.bias, groups=conv.groups)
 
 
 class RestormerBlock(nn.Module):
@@ -343,7 +355,7 @@ class RestormerBlock(nn.Module):
         return x + self._ffn(self.norm2(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.shape[2] <= 2 * BAND_ROWS:
+        if not _banded(x):
             return self.forward_plain(x)
         bands = _row_bands(x.shape[2], BAND_ROWS)
         return self._ffn_banded(self._attention_banded(x, bands), bands)
@@ -463,7 +475,7 @@ class TextGuidedFusionBlock(nn.Module):
         """Both streams re-weighted and injected; without autograd band by band after the channel
         weights (sums over all pixels) are known (as :class:`RestormerBlock`; the same values)."""
         streams = ((ir, self.attend_ir, self.inject_ir), (vis, self.attend_vis, self.inject_vis))
-        if torch.is_grad_enabled() or ir.shape[2] <= 2 * BAND_ROWS:
+        if not _banded(ir):
             return tuple(f + inject(torch.cat([f, attend(f, text, valid)], 1)) for f, attend, inject in streams)
         outs = []
         for feat, attend, inject in streams:
