@@ -152,6 +152,21 @@ def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, a0: int,
     return F.conv2d(F.pad(x, (1, 1, top, bottom)), conv.weight, conv.bias, groups=conv.groups)
 
 
+def _strip_sum(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """Sums of ``length`` consecutive samples along ``dim`` (output ``length − 1`` shorter), added in
+    window order: the sums ``avg_pool2d`` forms, several times faster on CPU for thin windows.
+
+    Example:
+        >>> _strip_sum(torch.arange(5.0)[None], 3, -1)
+        tensor([[3., 6., 9.]])
+    """
+    size = x.shape[dim] - length + 1
+    total = x.narrow(dim, 0, size)
+    for k in range(1, length):
+        total = total + x.narrow(dim, k, size)
+    return total
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` tensor."""
 
@@ -195,11 +210,8 @@ class FrequencyStripAttention(nn.Module):
 
     def _strip_mean(self, x: torch.Tensor, horizontal: bool) -> torch.Tensor:
         r = self.strip // 2
-        if horizontal:
-            padded = F.pad(x, (r, r, 0, 0), mode="replicate")
-            return F.avg_pool2d(padded, (1, self.strip), stride=1)
-        padded = F.pad(x, (0, 0, r, r), mode="replicate")
-        return F.avg_pool2d(padded, (self.strip, 1), stride=1)
+        return _strip_sum(F.pad(x, (r, r, 0, 0) if horizontal else (0, 0, r, r), mode="replicate"),
+                          self.strip, -1 if horizontal else -2) / self.strip
 
     def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
         """The attention on the whole image at once (the training path)."""
@@ -226,7 +238,7 @@ class FrequencyStripAttention(nn.Module):
             rows = low_h * low + high_h * (band - low)
             # replicated rows at the image's borders only (as the whole-image padding); inside, real rows
             padded = F.pad(rows, (0, 0, r - (r0 - a0), r - (a1 - r1)), mode="replicate")
-            low = F.avg_pool2d(padded, (self.strip, 1), stride=1)
+            low = _strip_sum(padded, self.strip, -2) / self.strip
             centre = rows[:, :, r0 - a0:r1 - a0]
             out[:, :, r0:r1] = beta * x[:, :, r0:r1] + gamma * (low_v * low + high_v * (centre - low))
         return out
