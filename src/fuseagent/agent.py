@@ -372,12 +372,15 @@ def step_reward(reflector: Reflector, before: State, after: State, action: Actio
     return min(1.0, max(0.0, float(score["total"])))
 
 
-def fused_hqa(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
-    """:func:`~fuseagent.metrics.rewards.hqa` with the sources resampled to the fused image's size."""
+def fused_hqa(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = (),
+              cache: Any = None) -> float:
+    """:func:`~fuseagent.metrics.rewards.hqa` with the sources resampled to the fused image's size
+    (``cache``: a :class:`~fuseagent.metrics.rewards.RewardCache` shared by several fused images of
+    the same sources; the same value)."""
     from .metrics.rewards import hqa
 
     matched = [im if im.shape[:2] == fused.shape[:2] else resize_to(im, fused.shape[:2]) for im in sources]
-    return float(hqa(matched, fused, list(step_rewards), task=task).value)
+    return float(hqa(matched, fused, list(step_rewards), task=task, cache=cache).value)
 
 
 def trajectory_hqa(states: Sequence[State], actions: Sequence[Action], records: Sequence[Any], task: str,

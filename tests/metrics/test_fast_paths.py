@@ -140,6 +140,32 @@ class TestRewardCache:
         assert calls == [0, 1, 2, "recomputed"] and cache.hits == 1
 
 
+    def test_threads_asking_for_one_value_compute_it_once(self) -> None:
+        import pickle
+        import threading
+        import time
+
+        cache = rewards.RewardCache()
+        calls, results = [], []
+
+        def slow() -> int:
+            calls.append(threading.current_thread().name)
+            time.sleep(0.05)
+            return 42
+
+        threads = [threading.Thread(target=lambda: results.append(cache.get("k", slow))) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [42, 42, 42] and len(calls) == 1
+        with pytest.raises(ZeroDivisionError):  # a failed computation is not stored; the next call retries
+            cache.get("bad", lambda: 1 / 0)
+        assert cache.get("bad", lambda: 7) == 7
+        copy = pickle.loads(pickle.dumps(cache))  # its lock is not pickled: a new one is made
+        assert copy.get("k", lambda: 0) == 42
+
+
 class TestHelpers:
     @pytest.mark.parametrize("shape", [(192, 256), (6, 9), (1, 5)])
     def test_sliding_std_is_numpy_std(self, shape: tuple[int, int]) -> None:

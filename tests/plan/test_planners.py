@@ -209,6 +209,22 @@ class TestScoreTrajectories:
             execution = Environment().run(small_pair, "ivif", result["trajectory"])
             assert result["score"] == trajectory_hqa(execution.states, execution.actions, execution.steps, "ivif")
 
+    def test_candidates_of_one_stack_share_its_analysis(self, astronaut, monkeypatch):
+        import fuseagent.metrics.rewards as rewards
+        from fuseagent.plan.oracle import hqa_score, score_trajectories
+
+        a = astronaut[:128, :160]
+        stack = [np.clip(a * 0.45, 0, 1).astype(np.float32), np.clip(a * 1.7, 0, 1).astype(np.float32)]
+        fusions = [[Action("fusion", m)] for m in ("mertens", "spd_global", "wavelet")]
+        calls = []
+        real = rewards.mef_ssim_sources
+        monkeypatch.setattr(rewards, "mef_ssim_sources", lambda s: calls.append(1) or real(s))
+        state0, _ = Environment().initial_state(stack, "mef")
+        shared = score_trajectories(Environment(), state0, "mef", fusions)
+        assert len(calls) == 1  # the stack was analysed once for the three fused images
+        alone = score_trajectories(Environment(), state0, "mef", fusions, lambda *args: hqa_score(*args))
+        assert [r["score"] for r in shared] == [r["score"] for r in alone]  # the same values without the cache
+
     def test_a_scorer_failure_is_that_candidate_error(self, small_pair):
         from fuseagent.plan.oracle import score_trajectories
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from ..io import check_image
 from .base import MetricCard, as_sources, register_metric
 from .mefb import _gaussian_1d, _to_8bit_grid, filter_valid, matlab_rgb2gray, vif_maps
 
-__all__ = ["mef_ssim", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim", "ms_ssim_many", "ms_ssim_fusion", "vifp",
+__all__ = ["MEFSSIMSources", "mef_ssim", "mef_ssim_sources", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim", "ms_ssim_many", "ms_ssim_fusion", "vifp",
            "vifp_fusion"]
 
 _WINDOW = 11
@@ -49,17 +50,25 @@ def _gray255(image: np.ndarray, name: str) -> np.ndarray:
     return matlab_rgb2gray(_to_8bit_grid(check_image(image, name)))
 
 
+def _fused_grey(fused: np.ndarray, shape: tuple[int, ...], name: str, min_side: int) -> np.ndarray:
+    """The fused image as 8-bit grey values, checked against the sources' ``shape``."""
+    f = _gray255(fused, f"{name} fused image")
+    if f.shape != shape:
+        raise InputError(f"{name}: the sources are {shape[1]}x{shape[0]} but the fused image is "
+                         f"{f.shape[1]}x{f.shape[0]}; resample them to one size first")
+    if min(f.shape) < min_side:
+        raise InputError(f"{name} needs images of at least {min_side}x{min_side} pixels, got {f.shape[1]}x{f.shape[0]}")
+    return f
+
+
 def _stack(sources: Sequence[np.ndarray], fused: np.ndarray, name: str, min_side: int) -> tuple[np.ndarray, np.ndarray]:
     sources = as_sources(sources)
     seq = [_gray255(s, f"{name} source {i}") for i, s in enumerate(sources)]
-    f = _gray255(fused, f"{name} fused image")
     for i, s in enumerate(seq):
-        if s.shape != f.shape:
-            raise InputError(f"{name}: source {i} is {s.shape[1]}x{s.shape[0]} but the fused image is "
-                             f"{f.shape[1]}x{f.shape[0]}; resample them to one size first")
-    if min(f.shape) < min_side:
-        raise InputError(f"{name} needs images of at least {min_side}x{min_side} pixels, got {f.shape[1]}x{f.shape[0]}")
-    return np.stack(seq), f
+        if s.shape != seq[0].shape:
+            raise InputError(f"{name}: source {i} is {s.shape[1]}x{s.shape[0]} but source 0 is "
+                             f"{seq[0].shape[1]}x{seq[0].shape[0]}; resample them to one size first")
+    return np.stack(seq), _fused_grey(fused, seq[0].shape, name, min_side)
 
 
 def _halve(image: np.ndarray) -> np.ndarray:
@@ -79,20 +88,24 @@ def _halve(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _desired_structure_quality(blocks: list[np.ndarray], offsets: list[np.ndarray], coeffs: list[np.ndarray],
-                               strength: np.ndarray, fused: np.ndarray, c: float) -> np.ndarray:
-    """SSIM-like map between the fused image and the desired patch of every 11×11 window.
+@dataclass(frozen=True)
+class _DesiredStructure:
+    """What :func:`_desired_structure_quality` needs of the blocks alone (not of the fused image)."""
 
-    The desired patch is ``r = Σ_k a_k (B_k − m_k)`` rescaled to norm ``strength`` (when its norm is
-    positive), where ``B_k`` are the block images, ``m_k`` per-window offsets and ``a_k``
-    per-window coefficients. Its Gaussian-weighted statistics against the fused patch follow from
-    box and Gaussian filters of the products ``B_k B_l`` and ``B_k F`` alone.
-    """
+    blocks: list[np.ndarray]
+    coeffs: list[np.ndarray]
+    g_mean: list[np.ndarray]
+    scale: np.ndarray
+    var_r: np.ndarray
+
+
+def _desired_structure(blocks: list[np.ndarray], offsets: list[np.ndarray], coeffs: list[np.ndarray],
+                       strength: np.ndarray) -> _DesiredStructure:
+    """The desired patches' statistics of :func:`_desired_structure_quality` (blocks only)."""
     n = _WINDOW * _WINDOW
     k_count = len(blocks)
     box_mean = [filter_valid(b, _BOX) for b in blocks]
     g_mean = [filter_valid(b, _GAUSS) for b in blocks]
-    g_f = filter_valid(fused, _GAUSS)
     norm_sq = np.zeros_like(strength)
     var_r = np.zeros_like(strength)
     for k in range(k_count):
@@ -107,13 +120,31 @@ def _desired_structure_quality(blocks: list[np.ndarray], offsets: list[np.ndarra
     norm = np.sqrt(np.maximum(norm_sq, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(norm > 0, strength / norm, 1.0)
-    cov_rf = np.zeros_like(strength)
-    for k in range(k_count):
-        cov_rf += coeffs[k] * (filter_valid(blocks[k] * fused, _GAUSS) - g_mean[k] * g_f)
+    return _DesiredStructure(blocks, coeffs, g_mean, scale, var_r)
+
+
+def _structure_quality(desired: _DesiredStructure, fused: np.ndarray, c: float) -> np.ndarray:
+    """The SSIM-like map of :func:`_desired_structure_quality` from the blocks' part and the fused image."""
+    g_f = filter_valid(fused, _GAUSS)
+    cov_rf = np.zeros_like(desired.scale)
+    for block, coeff, g_mean in zip(desired.blocks, desired.coeffs, desired.g_mean, strict=True):
+        cov_rf += coeff * (filter_valid(block * fused, _GAUSS) - g_mean * g_f)
     var_f = filter_valid(fused * fused, _GAUSS) - g_f * g_f
-    sigma1 = np.maximum(scale * scale * var_r, 0.0)
-    sigma12 = scale * cov_rf
+    sigma1 = np.maximum(desired.scale * desired.scale * desired.var_r, 0.0)
+    sigma12 = desired.scale * cov_rf
     return (2.0 * sigma12 + c) / (sigma1 + var_f + c)
+
+
+def _desired_structure_quality(blocks: list[np.ndarray], offsets: list[np.ndarray], coeffs: list[np.ndarray],
+                               strength: np.ndarray, fused: np.ndarray, c: float) -> np.ndarray:
+    """SSIM-like map between the fused image and the desired patch of every 11×11 window.
+
+    The desired patch is ``r = Σ_k a_k (B_k − m_k)`` rescaled to norm ``strength`` (when its norm is
+    positive), where ``B_k`` are the block images, ``m_k`` per-window offsets and ``a_k``
+    per-window coefficients. Its Gaussian-weighted statistics against the fused patch follow from
+    box and Gaussian filters of the products ``B_k B_l`` and ``B_k F`` alone.
+    """
+    return _structure_quality(_desired_structure(blocks, offsets, coeffs, strength), fused, c)
 
 
 def _local_strength(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,16 +155,19 @@ def _local_strength(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return mu, sigma, sigma * _WINDOW + 0.001
 
 
-def mef_ssim_single_scale(sequence: np.ndarray, fused: np.ndarray) -> float:
-    """Ma et al.'s single-scale MEF-SSIM of an 8-bit grey stack ``(K, H, W)`` and fused ``(H, W)``.
+@dataclass(frozen=True)
+class _MEFScale:
+    """One scale of MEF-SSIM's source side: the stack's mean and its desired structure."""
 
-    Follows ``mef_ssim.m``: 11×11 box windows for the patch statistics and the structure
-    consistency ``R``, ``p = min(tan(πR/2), 10)``, weights ``(‖x_k − μ_k‖/11)^p``, an 11×11
-    Gaussian (σ 1.5) for the final comparison with ``C = (0.03·255)²``.
-    """
+    centre: float
+    desired: _DesiredStructure
+
+
+def _mef_scale(sequence: np.ndarray) -> _MEFScale:
+    """What MEF-SSIM needs of an 8-bit grey stack ``(K, H, W)`` at one scale (see
+    :func:`mef_ssim_single_scale`)."""
     centre = float(sequence.mean())
     seq = [s - centre for s in sequence]
-    f = fused - centre
     stats = [_local_strength(s) for s in seq]
     mus = [m for m, _, _ in stats]
     eds = np.stack([e for _, _, e in stats])
@@ -147,16 +181,63 @@ def mef_ssim_single_scale(sequence: np.ndarray, fused: np.ndarray) -> float:
     weights = (eds / _WINDOW) ** exponent[None] + _EPS
     weights /= weights.sum(axis=0, keepdims=True)
     coeffs = list(weights / eds)
-    qmap = _desired_structure_quality(seq, mus, coeffs, eds.max(axis=0), f, _MEF_C)
-    return float(qmap.mean())
+    return _MEFScale(centre, _desired_structure(seq, mus, coeffs, eds.max(axis=0)))
 
 
-def mef_ssim(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
+def _mef_scale_score(scale: _MEFScale, fused: np.ndarray) -> float:
+    return float(_structure_quality(scale.desired, fused - scale.centre, _MEF_C).mean())
+
+
+def mef_ssim_single_scale(sequence: np.ndarray, fused: np.ndarray) -> float:
+    """Ma et al.'s single-scale MEF-SSIM of an 8-bit grey stack ``(K, H, W)`` and fused ``(H, W)``.
+
+    Follows ``mef_ssim.m``: 11×11 box windows for the patch statistics and the structure
+    consistency ``R``, ``p = min(tan(πR/2), 10)``, weights ``(‖x_k − μ_k‖/11)^p``, an 11×11
+    Gaussian (σ 1.5) for the final comparison with ``C = (0.03·255)²``.
+    """
+    return _mef_scale_score(_mef_scale(sequence), fused)
+
+
+@dataclass(frozen=True)
+class MEFSSIMSources:
+    """The source side of MEF-SSIM (:func:`mef_ssim_sources`), to score several fused images of one
+    stack without analysing the stack again."""
+
+    shape: tuple[int, int]
+    scales: list[_MEFScale]
+
+
+def mef_ssim_sources(sources: Sequence[np.ndarray]) -> MEFSSIMSources:
+    """Analyse an exposure stack once for :func:`mef_ssim` (its ``prepared`` argument).
+
+    Raises:
+        InputError: fewer than 2 sources, mismatched sizes, or images smaller than 44×44.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> stack = [rng.random((64, 64)).astype(np.float32) for _ in range(2)]
+        >>> fused = (stack[0] + stack[1]) / 2
+        >>> mef_ssim(stack, fused, mef_ssim_sources(stack)) == mef_ssim(stack, fused)
+        True
+    """
+    first = as_sources(sources)[0]
+    seq, _ = _stack(sources, first, "mef_ssim", _WINDOW * 4)  # checked against itself: sizes, min_side
+    shape = seq.shape[1:]
+    scales = []
+    for level in range(3):
+        scales.append(_mef_scale(seq))
+        if level < 2:
+            seq = np.stack([_halve(s) for s in seq])
+    return MEFSSIMSources(shape, scales)
+
+
+def mef_ssim(sources: Sequence[np.ndarray], fused: np.ndarray, prepared: MEFSSIMSources | None = None) -> float:
     """MEF-SSIM (Ma, Zeng & Wang 2015) of a fused image against its exposure stack.
 
     Colour images are converted with MATLAB's ``rgb2gray`` on 8-bit values; three scales
     (2×2 mean + decimation), weights ``[0.0448, 0.2856, 0.3001]`` normalised, combined as
     ``Π Q_l^{w_l}`` (a negative scale score is clipped to 0). Images need ≥ 44 px per side.
+    ``prepared``: the stack's analysis (:func:`mef_ssim_sources` of ``sources``), computed here when None.
 
     Raises:
         InputError: fewer than 2 sources, mismatched sizes, or images smaller than 44×44.
@@ -166,12 +247,13 @@ def mef_ssim(sources: Sequence[np.ndarray], fused: np.ndarray) -> float:
         >>> round(mef_ssim([x, x], x), 6)
         1.0
     """
-    seq, f = _stack(sources, fused, "mef_ssim", _WINDOW * 4)
+    if prepared is None:
+        prepared = mef_ssim_sources(sources)
+    f = _fused_grey(fused, prepared.shape, "mef_ssim", _WINDOW * 4)
     scores = []
-    for level in range(3):
-        scores.append(mef_ssim_single_scale(seq, f))
+    for level, scale in enumerate(prepared.scales):
+        scores.append(_mef_scale_score(scale, f))
         if level < 2:
-            seq = np.stack([_halve(s) for s in seq])
             f = _halve(f)
     return float(np.prod(np.maximum(scores, 0.0) ** _MEF_WEIGHTS))
 

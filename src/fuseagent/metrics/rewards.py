@@ -74,8 +74,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -86,7 +88,7 @@ from ..errors import InputError
 from ..io import check_image, resize_to, to_gray
 from .base import MetricCard, register_metric
 from .fusion import ag, sf, to_scaled
-from .mefssim import mef_ssim, ms_ssim_many
+from .mefssim import mef_ssim, mef_ssim_sources, ms_ssim_many
 from .nr import _brisque_grey, _niqe_grey, _piqe_grey, gray_255
 from .structural import local_moments, ssim_map_mean, ssim_with_moments
 
@@ -154,32 +156,59 @@ class RewardCache:
         self.hits = 0
         self._digests: OrderedDict[int, tuple[np.ndarray, str]] = OrderedDict()
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()  # two threads may share a cache
+        self._computing: dict[Hashable, Future[Any]] = {}  # values being computed, for other threads to wait on
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_computing")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock, self._computing = threading.Lock(), {}
 
     def key(self, image: np.ndarray) -> str:
         """Content digest (shape, dtype, bytes) of ``image``, computed once per array object."""
-        known = self._digests.get(id(image))
-        if known is not None and known[0] is image:
-            self._digests.move_to_end(id(image))
-            return known[1]
+        with self._lock:
+            known = self._digests.get(id(image))
+            if known is not None and known[0] is image:
+                self._digests.move_to_end(id(image))
+                return known[1]
         data = np.ascontiguousarray(image)
         hasher = hashlib.blake2b(str((data.shape, data.dtype.str)).encode(), digest_size=16)
         hasher.update(data.reshape(-1).view(np.uint8))
         digest = hasher.hexdigest()
-        self._digests[id(image)] = (image, digest)  # holding the array keeps its id unique
-        while len(self._digests) > self.max_entries:
-            self._digests.popitem(last=False)
+        with self._lock:
+            self._digests[id(image)] = (image, digest)  # holding the array keeps its id unique
+            while len(self._digests) > self.max_entries:
+                self._digests.popitem(last=False)
         return digest
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The value stored under ``key``, computing (and storing) it the first time."""
-        if key in self._values:
-            self.hits += 1
-            self._values.move_to_end(key)
-            return self._values[key]
-        value = compute()
-        self._values[key] = value
-        while len(self._values) > self.max_entries:
-            self._values.popitem(last=False)
+        """The value stored under ``key``, computing (and storing) it the first time (a thread asking
+        for a value another thread is computing waits for it)."""
+        with self._lock:
+            if key in self._values:
+                self.hits += 1
+                self._values.move_to_end(key)
+                return self._values[key]
+            computing = self._computing.get(key)
+            if computing is None:
+                self._computing[key] = mine = Future()
+        if computing is not None:
+            return computing.result()
+        try:
+            value = compute()
+        except BaseException as exc:
+            with self._lock:
+                del self._computing[key]
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self.max_entries:
+                self._values.popitem(last=False)
+            del self._computing[key]
+        mine.set_result(value)
         return value
 
 
@@ -670,7 +699,10 @@ def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config:
     terms: dict[str, float] = {}
     if config.structure > 0:
         if task == "mef" and min(size) >= 44:
-            terms["structure"] = float(np.clip(mef_ssim(lumas, fused_l), 0.0, 1.0))
+            prepared = None  # the stack's analysis, shared by every fused image of these sources
+            if cache is not None:
+                prepared = cache.get(("mef_ssim_sources", *keys), lambda: mef_ssim_sources(lumas))
+            terms["structure"] = float(np.clip(mef_ssim(lumas, fused_l, prepared), 0.0, 1.0))
         else:
             if min(size) >= 176:
                 first = None

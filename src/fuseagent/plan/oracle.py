@@ -13,6 +13,7 @@ the other planners, not a method.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -35,12 +36,13 @@ __all__ = ["OraclePlanner", "hqa_score", "candidate_prefixes", "score_trajectori
 FusedScorer = Callable[[np.ndarray, Sequence[np.ndarray], str, Sequence[float]], float]
 
 
-def hqa_score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
+def hqa_score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = (),
+              cache: Any = None) -> float:
     """HQA of a fused image against the images given to the fusion step, with the steps' rewards
-    (:func:`fuseagent.agent.fused_hqa`)."""
+    (:func:`fuseagent.agent.fused_hqa`; ``cache`` shares the sources' analyses between calls)."""
     from ..agent import fused_hqa
 
-    return fused_hqa(fused, sources, task, step_rewards)
+    return fused_hqa(fused, sources, task, step_rewards, cache)
 
 
 def _slot(action: Action) -> tuple[str, str | None]:
@@ -137,14 +139,20 @@ def score_trajectories(env: Environment, state0: State, task: str, trajectories:
     step gives its candidate ``score: None`` with the error. Each result holds ``trajectory`` (the
     actions) and ``score`` (by default HQA: :func:`hqa_score`, the steps' reflection rewards included).
 
+    The default scorer shares a :class:`~fuseagent.metrics.rewards.RewardCache` between the
+    candidates, so the analyses of the images given to the fusion step (e.g. MEF-SSIM's analysis
+    of an exposure stack) are computed once per prefix.
+
     A fused image is scored in the agent's worker thread while the next candidates' tools run
     (tools and the metrics' filtering hold no GIL). At most ``in_flight`` scorings wait; beyond
     that, and at the end, this thread scores the newest one the worker has not started (so the
     scorer must allow two calls at once). The scores are the ones computed one after the other.
     """
     from ..agent import WORKER_PREFIX, Reflector, _background
+    from ..metrics.rewards import RewardCache
 
-    scorer = scorer or hqa_score
+    if scorer is None or scorer is hqa_score:  # the candidates sharing a prefix share its states' analyses
+        scorer = functools.partial(hqa_score, cache=RewardCache())
     reflector = Reflector()
     paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
     results: list[dict[str, Any]] = []
