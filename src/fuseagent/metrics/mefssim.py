@@ -28,8 +28,8 @@ from ..io import check_image
 from .base import MetricCard, as_sources, register_metric
 from .mefb import _gaussian_1d, _to_8bit_grid, filter_valid, matlab_rgb2gray, vif_maps
 
-__all__ = ["MEFSSIMSources", "mef_ssim", "mef_ssim_sources", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim", "ms_ssim_many", "ms_ssim_fusion", "vifp",
-           "vifp_fusion"]
+__all__ = ["MEFSSIMSources", "mef_ssim", "mef_ssim_sources", "mef_ssim_single_scale", "mef_ssimd", "ms_ssim",
+           "ms_ssim_many", "ms_ssim_fusion", "vifp", "vifp_fusion"]
 
 _WINDOW = 11
 _GAUSS = _gaussian_1d(11, 1.5)

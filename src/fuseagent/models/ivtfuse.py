@@ -146,10 +146,18 @@ def _row_bands(height: int, rows: int) -> list[tuple[int, int, int, int]]:
             for r0 in range(0, height, rows)]
 
 
-def _depthwise_band(conv: nn.Conv2d, x: torch.Tensor, r0: int, r1: int, a0: int, a1: int) -> torch.Tensor:
-    """``conv`` (3×3 depthwise, zero padding 1) on rows ``[a0, a1)`` of its input, giving rows ``[r0, r1)``."""
-    top, bottom = int(r0 == a0), int(a1 == r1)  # zero rows at the image's borders only: inside, real rows
-    return F.conv2d(F.pad(x, (1, 1, top, bottom)), conv.weight, conv.bias, groups=conv.groups)
+def _widened_band(norm: ChannelLayerNorm, pointwise: nn.Conv2d, depthwise: nn.Conv2d, x: torch.Tensor,
+                  r0: int, r1: int, a0: int, a1: int) -> torch.Tensor:
+    """``depthwise(pointwise(norm(x)))`` (a Restormer block's LayerNorm, 1×1 and 3×3 depthwise
+    convolutions) on rows ``[r0, r1)``, reading rows ``[a0, a1)`` of ``x``: computed pixel-major
+    (channels last), where the LayerNorm is one fused pass, the 1×1 convolution one matrix product and
+    the depthwise convolution several times faster on CPU; returned in channels-last layout."""
+    channels = x.shape[1]
+    pixels = F.layer_norm(x[:, :, a0:a1].permute(0, 2, 3, 1), (channels,), norm.weight, norm.bias, eps=norm.EPS)
+    wide = F.linear(pixels, pointwise.weight.flatten(1), pointwise.bias).permute(0, 3, 1, 2)  # channels last
+    # zero padding on every side: only the image's borders fall outside [a0, a1), inside the band's rows are real
+    out = F.conv2d(wide, depthwise.weight, depthwise.bias, padding=1, groups=depthwise.groups)
+    return out[:, :, r0 - a0:r1 - a0]
 
 
 def _strip_sum(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
@@ -170,6 +178,8 @@ def _strip_sum(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` tensor."""
 
+    EPS = 1e-5
+
     def __init__(self, channels: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
@@ -178,7 +188,7 @@ class ChannelLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
-        return (x - mean) / torch.sqrt(var + 1e-5) * self.weight[:, None, None] + self.bias[:, None, None]
+        return (x - mean) / torch.sqrt(var + self.EPS) * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class FrequencyStripAttention(nn.Module):
@@ -379,7 +389,7 @@ class RestormerBlock(nn.Module):
         gram = x.new_zeros(b, heads, per_head, per_head)
         q_norm, k_norm = x.new_zeros(b, heads, per_head), x.new_zeros(b, heads, per_head)
         for r0, r1, a0, a1 in bands:  # pass 1: q·kᵀ and the norms of q and k, summed over all pixels
-            q, k, v = _depthwise_band(self.qkv_dw, self.qkv(self.norm1(x[:, :, a0:a1])), r0, r1, a0, a1).chunk(3, 1)
+            q, k, v = _widened_band(self.norm1, self.qkv, self.qkv_dw, x, r0, r1, a0, a1).chunk(3, 1)
             q, k = q.reshape(b, heads, per_head, -1), k.reshape(b, heads, per_head, -1)
             gram += q @ k.transpose(-2, -1)
             q_norm += q.square().sum(-1)
@@ -397,9 +407,10 @@ class RestormerBlock(nn.Module):
     def _ffn_banded(self, x: torch.Tensor, bands: list[tuple[int, int, int, int]]) -> torch.Tensor:
         out = torch.empty_like(x)
         for r0, r1, a0, a1 in bands:
-            hidden = _depthwise_band(self.ffn_dw, self.ffn_in(self.norm2(x[:, :, a0:a1])), r0, r1, a0, a1)
-            gate, value = hidden.chunk(2, dim=1)
-            out[:, :, r0:r1] = x[:, :, r0:r1] + self.ffn_out(F.gelu(gate) * value)
+            gate, value = _widened_band(self.norm2, self.ffn_in, self.ffn_dw, x, r0, r1, a0, a1).chunk(2, dim=1)
+            gated = (F.gelu(gate) * value).permute(0, 2, 3, 1)
+            narrowed = F.linear(gated, self.ffn_out.weight.flatten(1), self.ffn_out.bias)  # the 1×1 conv, pixel-major
+            out[:, :, r0:r1] = x[:, :, r0:r1] + narrowed.permute(0, 3, 1, 2)
         return out
 
 
@@ -453,7 +464,8 @@ class TextChannelAttention(nn.Module):
         magnitude = mean.abs()
         return d * magnitude / magnitude.sum(-1, keepdim=True).clamp_min(1e-6)
 
-    def linear_map(self, feat: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def linear_map(self, feat: torch.Tensor, text: torch.Tensor,
+                   valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-image map ``F ↦ M·F + o`` of :meth:`forward`: ``M = Wb·diag(w)·Wp`` ``(B, D, D)`` and
         ``o = Wb·(w ⊙ bp) + bb`` ``(B, D)``."""
         weights = self.channel_weights(feat, text, valid)                            # (B, d)
@@ -495,7 +507,8 @@ class TextGuidedFusionBlock(nn.Module):
             out = torch.empty_like(feat)
             for r0 in range(0, feat.shape[2], BAND_ROWS):
                 band = feat[:, :, r0:r0 + BAND_ROWS]
-                out[:, :, r0:r0 + BAND_ROWS] = band + inject(torch.cat([band, attend.apply_map(matrix, offset, band)], 1))
+                guided = attend.apply_map(matrix, offset, band)
+                out[:, :, r0:r0 + BAND_ROWS] = band + inject(torch.cat([band, guided], 1))
             outs.append(out)
         return outs[0], outs[1]
 
