@@ -331,7 +331,7 @@ class RestormerBlock(nn.Module):
     :data:`BAND_ROWS` rows so that the wide intermediate maps (3·D and 5.3·D channels) stay in
     the CPU cache: the FFN band by band, the attention in two passes (the channel attention
     matrix, a sum over all pixels, first; then its product with the values). Same result up to
-    the order of float sums; 2–3× faster on CPU at 640×480.
+    the order of float sums; about 3× faster on CPU at 640×480.
 
     Example:
         >>> block = RestormerBlock(8, heads=2).eval()
