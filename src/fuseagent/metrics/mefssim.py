@@ -50,25 +50,31 @@ def _gray255(image: np.ndarray, name: str) -> np.ndarray:
     return matlab_rgb2gray(_to_8bit_grid(check_image(image, name)))
 
 
-def _fused_grey(fused: np.ndarray, shape: tuple[int, ...], name: str, min_side: int) -> np.ndarray:
+def _fused_grey(fused: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
     """The fused image as 8-bit grey values, checked against the sources' ``shape``."""
     f = _gray255(fused, f"{name} fused image")
     if f.shape != shape:
         raise InputError(f"{name}: the sources are {shape[1]}x{shape[0]} but the fused image is "
                          f"{f.shape[1]}x{f.shape[0]}; resample them to one size first")
-    if min(f.shape) < min_side:
-        raise InputError(f"{name} needs images of at least {min_side}x{min_side} pixels, got {f.shape[1]}x{f.shape[0]}")
     return f
 
 
-def _stack(sources: Sequence[np.ndarray], fused: np.ndarray, name: str, min_side: int) -> tuple[np.ndarray, np.ndarray]:
-    sources = as_sources(sources)
-    seq = [_gray255(s, f"{name} source {i}") for i, s in enumerate(sources)]
+def _grey_stack(sources: Sequence[np.ndarray], name: str, min_side: int) -> np.ndarray:
+    """The sources as one ``(K, H, W)`` stack of 8-bit grey values, checked for size."""
+    seq = [_gray255(s, f"{name} source {i}") for i, s in enumerate(as_sources(sources))]
     for i, s in enumerate(seq):
         if s.shape != seq[0].shape:
             raise InputError(f"{name}: source {i} is {s.shape[1]}x{s.shape[0]} but source 0 is "
                              f"{seq[0].shape[1]}x{seq[0].shape[0]}; resample them to one size first")
-    return np.stack(seq), _fused_grey(fused, seq[0].shape, name, min_side)
+    if min(seq[0].shape) < min_side:
+        raise InputError(f"{name} needs images of at least {min_side}x{min_side} pixels, "
+                         f"got {seq[0].shape[1]}x{seq[0].shape[0]}")
+    return np.stack(seq)
+
+
+def _stack(sources: Sequence[np.ndarray], fused: np.ndarray, name: str, min_side: int) -> tuple[np.ndarray, np.ndarray]:
+    seq = _grey_stack(sources, name, min_side)
+    return seq, _fused_grey(fused, seq.shape[1:], name)
 
 
 def _halve(image: np.ndarray) -> np.ndarray:
@@ -220,8 +226,7 @@ def mef_ssim_sources(sources: Sequence[np.ndarray]) -> MEFSSIMSources:
         >>> mef_ssim(stack, fused, mef_ssim_sources(stack)) == mef_ssim(stack, fused)
         True
     """
-    first = as_sources(sources)[0]
-    seq, _ = _stack(sources, first, "mef_ssim", _WINDOW * 4)  # checked against itself: sizes, min_side
+    seq = _grey_stack(sources, "mef_ssim", _WINDOW * 4)
     shape = seq.shape[1:]
     scales = []
     for level in range(3):
@@ -249,7 +254,7 @@ def mef_ssim(sources: Sequence[np.ndarray], fused: np.ndarray, prepared: MEFSSIM
     """
     if prepared is None:
         prepared = mef_ssim_sources(sources)
-    f = _fused_grey(fused, prepared.shape, "mef_ssim", _WINDOW * 4)
+    f = _fused_grey(fused, prepared.shape, "mef_ssim")
     scores = []
     for level, scale in enumerate(prepared.scales):
         scores.append(_mef_scale_score(scale, f))
