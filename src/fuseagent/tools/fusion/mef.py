@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import cv2
 import numpy as np
 
@@ -18,6 +22,8 @@ from ..base import FusionTool, ToolCard, ToolResult, register_tool
 from .common import common_colour
 
 __all__ = ["MertensFusion", "StructuralPatchFusion", "GlobalStructuralPatchFusion", "spd_fuse"]
+
+T = TypeVar("T")
 
 
 @register_tool
@@ -53,9 +59,26 @@ class MertensFusion(FusionTool):
                                         float(exposure_weight))
         # MergeMertens divides its input by 255 whatever the dtype; OpenCV order is BGR.
         scaled = [np.ascontiguousarray((p if grey else p[..., ::-1]) * 255.0, dtype=np.float32) for p in planes]
-        fused = merger.process(scaled)
+        fused = _single_threaded(merger.process, scaled)
         fused = fused if grey else fused[..., ::-1]
         return ToolResult(finish(np.clip(fused, 0, 1).astype(np.float32)))
+
+
+_OPENCV_THREADS = threading.Lock()
+
+
+def _single_threaded(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` with OpenCV on one thread: ``MergeMertens`` split over threads sums in an
+    order that varies from run to run (outputs 3e-7 apart on a 600×400 stack), and a replayed trace
+    must give the same bits. The process-wide setting is restored after the call; other threads'
+    OpenCV calls meanwhile run on one thread too (slower, same values)."""
+    with _OPENCV_THREADS:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return function(*args)
+        finally:
+            cv2.setNumThreads(threads)
 
 
 # cv2.transform matrix averaging three channels (much faster than a numpy mean over the last axis).
