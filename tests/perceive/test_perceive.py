@@ -100,14 +100,26 @@ class TestEstimators:
         noisy = falling_streaks(degrade("noise.gaussian", gray, seed=0, sigma=0.05).image)
         snowy = falling_streaks(degrade("weather.snow", gray, seed=0, level=4).image)
         # noise makes thin bright and dark structures alike: the ratio (index 2) stays near its clean value
-        assert rain[2] > clean[2] + 0.4 and rain[2] > noisy[2] + 0.25 and rain[1] > clean[1] + 0.01
+        assert rain[2] > clean[2] + 0.4 and rain[2] > noisy[2] + 0.25 and rain[1] > clean[1] + 0.001
         assert snowy[2] < rain[2] - 0.3  # round flakes are not falling streaks
 
-    def test_falling_streaks_slanted_rain(self, gray):
+    @pytest.mark.parametrize("angle", [-28.0, 0.0, 15.0, 28.0])
+    def test_falling_streaks_in_any_direction_within_30_degrees(self, gray, angle):
         clean = falling_streaks(gray)
-        steep = falling_streaks(degrade("weather.rain", gray, seed=0, level=3, angle=28.0).image)
-        # the slanted ratio (index 3) sees streaks 28° off vertical that the upright one reads weakly
-        assert steep[3] > clean[3] + 0.3 and steep[3] > steep[2]
+        rain = falling_streaks(degrade("weather.rain", gray, seed=1, level=2, angle=angle).image)
+        # streaks share one direction: the ratio there (index 2) and its lead over the other
+        # directions (index 3) both rise
+        assert rain[2] > clean[2] + 0.3 and rain[3] > clean[3] + 0.3
+
+    def test_falling_streaks_need_streaks_a_few_px_wide(self):
+        lines = np.full((120, 120), 0.3, np.float32)
+        thin, wide = lines.copy(), lines.copy()
+        for c in range(10, 120, 12):
+            thin[:, c] = 0.8
+            wide[:, c:c + 3] = 0.8
+        assert falling_streaks(thin) == (0.0, 0.0, 0.0, 0.0)  # one-pixel lines are texture, not falling drops
+        # the centre column of each of the 10 three-px lines, in the upright direction
+        assert falling_streaks(wide)[0] == pytest.approx(10 / 120)
 
     @pytest.mark.parametrize("quality", [10, 30, 50, 75])
     def test_dct_quantisation_reads_the_quality(self, photo, quality):
@@ -438,11 +450,13 @@ class TestPerceive:
 
 class TestPerceiveCli:
     def test_json(self, photo, tmp_path, capsys):
-        write_image(tmp_path / "a.png", photo)
-        write_image(tmp_path / "b.png", degrade("haze.scattering", photo, seed=0, density=0.7).image)
+        # haze is in the scene: both frames of a multi-focus pair show it (and are decided together)
+        hazy = degrade("haze.scattering", photo, seed=0, density=0.7).image
+        write_image(tmp_path / "a.png", hazy)
+        write_image(tmp_path / "b.png", cv2.GaussianBlur(hazy, (0, 0), 2.0))
         assert main(["perceive", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--task", "mff", "--json"]) == 0
         data = json.loads(capsys.readouterr().out)
-        assert data["task"] == "mff" and data["images"][1]["degradations"]["haze"]["level"] >= 1
+        assert data["task"] == "mff" and all(im["degradations"]["haze"]["level"] >= 1 for im in data["images"])
 
     def test_text(self, photo, tmp_path, capsys):
         write_image(tmp_path / "a.png", photo)

@@ -20,10 +20,11 @@ full-resolution frame:
 * haze — dark channel prior (He, Sun & Tang, CVPR 2009): its mean and its darkest patches, and
   contrast and saturation statistics;
 * rain / snow — thin bright structures (white top-hat) against thin dark ones, and thin bright
-  lines that run near vertically over 10 px (falling streaks);
+  lines that fall in one direction within 30° of vertical over 10 px (falling streaks);
 * low light / over-exposure — luminance statistics and clipping;
-* low resolution — down/up-sampling residuals, the spectral fall-off and the sampling period that
-  interpolation leaves in second differences;
+* low resolution — down/up-sampling residuals, the spectral fall-off, the sampling period that
+  interpolation leaves in second differences, and the finest detail kept by the sharpest parts of
+  the frame (defocus spares the in-focus parts, down-sampling none);
 * stripe noise — the row-median of horizontal differences (a column pattern) vs rows;
 * JPEG — the mean jump across 8-px block borders against the other phases of the grid, with
   clipped areas left out, and the quantisation step of the blocks' DCT coefficients
@@ -46,7 +47,7 @@ from ..io import to_gray
 __all__ = ["channel_min", "channel_max", "FEATURE_NAMES", "PAIR_FEATURES", "VISIBLE_ONLY_FEATURES", "detail_window", "image_features", "luminance", "estimate_noise", "estimate_blur_width", "estimate_haze_density",
            "estimate_stripe", "estimate_blockiness", "estimate_precipitation",
            "oriented_streak_energy", "interpolation_periodicity", "highlight_clipping", "histogram_combing",
-           "line_edge_widths", "grid_blockiness", "falling_streaks", "pair_context", "dct_quantisation"]
+           "line_edge_widths", "grid_blockiness", "falling_streaks", "segment_sharpness", "pair_context", "dct_quantisation"]
 
 _SQRT_HALF_PI = float(np.sqrt(np.pi / 2))
 _SECOND_DIFF = np.array([1.0, -2.0, 1.0], np.float32)
@@ -400,49 +401,103 @@ def interpolation_periodicity(gray: np.ndarray, stride: int = 2) -> tuple[float,
     return out[0], out[1]
 
 
-@lru_cache(maxsize=1)
-def _slanted_lines(slope: float = 0.75) -> tuple[np.ndarray, ...]:
-    """5-row line elements that step ``±slope`` px per row (about ±20° from vertical on every
-    other row of the frame)."""
-    out = []
-    for s in (-slope, slope):
-        k = np.zeros((5, 7), np.uint8)
-        for i in range(5):
-            k[i, 3 + int(round((i - 2) * s))] = 1
-        out.append(k)
-    return tuple(out)
+#: directions of falling rain searched by :func:`falling_streaks`, in degrees from vertical
+FALL_ANGLES: tuple[int, ...] = (-30, -20, -10, 0, 10, 20, 30)
 
 
-def falling_streaks(gray: np.ndarray, threshold: int = 8) -> tuple[float, float, float, float]:
-    """Rain cue at full resolution: thin bright lines that run within 30° of vertical (falling rain),
-    against thin dark ones (the scene's own thin structures, as a baseline).
+@lru_cache(maxsize=16)
+def _fall_element(slope: float, rows: int = 5, width: int = 3) -> np.ndarray:
+    """A ``rows``-row line element that steps ``slope`` px per row, ``width`` px wide (odd)."""
+    side = width // 2
+    half = int(np.ceil(abs(slope) * (rows - 1) / 2)) + side
+    element = np.zeros((rows, 2 * half + 1), np.uint8)
+    for i in range(rows):
+        centre = half + int(round((i - (rows - 1) / 2) * slope))
+        element[i, centre - side:centre + side + 1] = 1
+    return element
+
+
+def falling_streaks(gray: np.ndarray, threshold: int = 5, width: int = 3) -> tuple[float, float, float, float]:
+    """Rain cue at full resolution: thin bright lines that fall in one direction within 30° of
+    vertical, against thin dark ones (the scene's own thin structures, as a baseline).
 
     On every other row, the horizontal white (black) top-hat of width 5 marks thin bright (dark)
-    structures; a pixel counts when such a structure is present, within ±2 px, on 5 consecutive
-    sampled rows (10 px of height). Returns the share of bright counts, bright minus dark, and
-    ``log`` of their ratio; and the same log ratio for lines slanted by about ±20° (each sampled row
-    shifted by ±0.75 px before the ±2-px tolerance), which keeps streaks that fall at 20–30°.
+    structures (above ``threshold`` 8-bit levels); for each direction of :data:`FALL_ANGLES`, a pixel
+    counts when such a structure, ``width`` px wide, continues over 5 consecutive sampled rows (10 px
+    of height) in that direction (a drop smeared by its fall is a few px wide; single-pixel texture
+    and JPEG ringing mostly are not).
+    Rain streaks share one direction, so the direction where bright lines most outnumber dark ones
+    is read. Returns, in that direction, the share of bright counts and bright minus dark; the
+    largest ``log`` ratio of bright to dark counts over the directions; and how far that ratio
+    stands above its median over the directions (one direction stands out for rain).
 
     Example:
-        >>> x = np.full((120, 120), 0.3, np.float32); x[:, 10::12] = 0.8
-        >>> bright, excess, ratio, slanted = falling_streaks(x)
-        >>> excess > 0.05 and ratio > 2
+        >>> x = np.full((120, 120), 0.3, np.float32)
+        >>> for c in range(10, 120, 12): x[:, c:c + 3] = 0.8
+        >>> bright, excess, ratio, contrast = falling_streaks(x)
+        >>> excess > 0.05 and ratio > 2 and contrast > 1
         True
     """
     u8 = np.round(np.clip(gray[::2], 0, 1) * 255).astype(np.uint8)
     across = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 1))
-    down = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 5))
-    shares, slanted = [], []
+    slopes = 2.0 * np.tan(np.radians(FALL_ANGLES))  # px per sampled row (every other image row)
+    shares = []
     for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
-        hat = cv2.morphologyEx(u8, op, across)
-        wide = cv2.dilate(hat, across)
-        along = cv2.erode(wide, down)
-        shares.append(cv2.countNonZero(cv2.compare(along, threshold, cv2.CMP_GT)) / along.size)
-        left, right = (cv2.erode(wide, k) for k in _slanted_lines())
-        slanted.append(cv2.countNonZero(cv2.compare(cv2.max(left, right), threshold, cv2.CMP_GT)) / along.size)
+        marked = cv2.compare(cv2.morphologyEx(u8, op, across), threshold, cv2.CMP_GT)
+        shares.append(np.array([cv2.countNonZero(cv2.erode(marked, _fall_element(float(s), 5, width))) for s in slopes])
+                      / marked.size)
     bright, dark = shares
-    return (bright, bright - dark, float(np.log((bright + 1e-3) / (dark + 1e-3))),
-            float(np.log((slanted[0] + 1e-3) / (slanted[1] + 1e-3))))
+    ratio = np.log((bright + 1e-3) / (dark + 1e-3))
+    best = int(np.argmax(bright - dark))
+    return (float(bright[best]), float(bright[best] - dark[best]), float(ratio.max()),
+            float(ratio.max() - np.median(ratio)))
+
+
+@lru_cache(maxsize=1)
+def _segment_kernels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D Gaussians of σ 0.8 and 1.6 px (x) and the identity (y) for :func:`segment_sharpness`."""
+    return (cv2.getGaussianKernel(7, 0.8).astype(np.float32), cv2.getGaussianKernel(11, 1.6).astype(np.float32),
+            np.ones((1, 1), np.float32))
+
+
+def segment_sharpness(gray: np.ndarray, step: int = 4, segment: int = 64) -> tuple[float, float]:
+    """How much of the finest detail the sharpest parts of the frame keep (low resolution vs defocus).
+
+    Along every ``step``-th row and column, each ``segment``-px run gets the ``log`` ratio of its
+    energy above about 0.3 cycles/px (the profile minus its Gaussian blur of σ 0.8 px) to its energy
+    in the band below (blur of σ 0.8 minus blur of σ 1.6 px). Returns the 90th and 99th percentiles
+    over the runs with texture. Down-sampling by 1.6× or more removes that top band from the whole
+    frame, while the defocus of a multi-focus frame leaves its in-focus parts untouched, so the
+    sharpest runs tell the two apart where whole-frame spectra cannot.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = cv2.GaussianBlur(rng.random((256, 256)).astype(np.float32), (0, 0), 0.5)
+        >>> small = cv2.resize(x, (128, 128), interpolation=cv2.INTER_AREA)
+        >>> up = cv2.resize(small, (256, 256), interpolation=cv2.INTER_CUBIC)
+        >>> segment_sharpness(up)[0] < segment_sharpness(x)[0] - 1
+        True
+    """
+    fine, coarse, identity = _segment_kernels()
+    ratios = []
+    for profiles in (gray[::step], gray[:, ::step].T):
+        profiles = np.ascontiguousarray(profiles, dtype=np.float32)
+        n = profiles.shape[1] // segment
+        if n == 0:
+            continue
+        b1 = cv2.sepFilter2D(profiles, -1, fine, identity)
+        b2 = cv2.sepFilter2D(profiles, -1, coarse, identity)
+        high = cv2.subtract(profiles, b1)[:, :n * segment]
+        band = cv2.subtract(b1, b2)[:, :n * segment]
+        e_high = (high * high).reshape(-1, n, segment).mean(axis=2)
+        e_band = (band * band).reshape(-1, n, segment).mean(axis=2)
+        textured = e_band > 1e-5
+        ratios.append(np.log((e_high[textured] + 1e-7) / e_band[textured]))
+    values = np.concatenate(ratios) if ratios else np.zeros(0)
+    if values.size == 0:
+        return 0.0, 0.0
+    q90, q99 = np.percentile(values, (90, 99))
+    return float(q90), float(q99)
 
 
 def line_edge_widths(gray: np.ndarray, step: int = 8, top: float = 0.04) -> tuple[float, float, float, float]:
@@ -753,8 +808,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "falling_bright", "falling_excess", "falling_ratio",
     "interp_period_col", "interp_period_row",
     "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
-    "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_slant_ratio",
-    "streaks_ratio", "spots_ratio",
+    "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_angle_contrast",
+    "streaks_ratio", "spots_ratio", "segment_hf_q90", "segment_hf_q99",
 )
 #: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
 #: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
@@ -763,7 +818,7 @@ VISIBLE_ONLY_FEATURES: tuple[str, ...] = (
     "haze_density", "airlight", "dark_mean", "rain_excess", "rain_coherence", "rain_bright", "streaks_bright",
     "streak_coherence", "spots_bright", "streaks_dark", "spots_dark", "streak_orient_excess", "streak_orient_spread",
     "falling_bright", "falling_excess", "falling_ratio", "clip_regions", "clip_largest", "highlight_texture",
-    "hist_gaps", "hist_spikes", "dark_p05", "saturation_p90", "falling_slant_ratio", "streaks_ratio",
+    "hist_gaps", "hist_spikes", "dark_p05", "saturation_p90", "falling_angle_contrast", "streaks_ratio",
     "spots_ratio")
 #: Features of an image that depend on the other image of its pair; :func:`image_features` leaves
 #: them at 0 (no partner) and :func:`fuseagent.perceive.measure` fills them for same-modality pairs.
@@ -866,7 +921,7 @@ def _visible_features(image: np.ndarray, half: np.ndarray, core: np.ndarray, gra
         f[f"{kind}_bright"], f[f"{kind}_dark"] = float(np.log1p(bright / 100)), float(np.log1p(dark / 100))
         f[f"{kind}_ratio"] = float(np.log((bright + 100) / (dark + 100)))
     f["streak_orient_excess"], f["streak_orient_spread"] = oriented_streak_energy(core, 5, hats)
-    f["falling_bright"], f["falling_excess"], f["falling_ratio"], f["falling_slant_ratio"] = falling_streaks(gray)
+    f["falling_bright"], f["falling_excess"], f["falling_ratio"], f["falling_angle_contrast"] = falling_streaks(gray)
     f["clip_regions"], f["clip_largest"], f["highlight_texture"] = highlight_clipping(half)
     f["hist_gaps"], f["hist_spikes"] = histogram_combing(detail_window(image))
 
@@ -920,6 +975,7 @@ def image_features(image: np.ndarray, modality: str = "vis", gray: np.ndarray | 
     f["line_w50_x"], f["line_w50_y"], f["line_w75"], f["line_w_direction"] = line_edge_widths(gray)
     f["grid_block"], f["grid_offgrid"] = grid_blockiness(gray)
     f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(gray, stride=4)
+    f["segment_hf_q90"], f["segment_hf_q99"] = segment_sharpness(gray)
     f["dct_quality_loss"], f["dct_peak"], f["dct_zero"] = dct_quantisation(detail)
     if modality == "ir":
         f.update(dict.fromkeys(VISIBLE_ONLY_FEATURES, 0.0))
