@@ -7,8 +7,8 @@ residuals, the spectrum, the JPEG quantisation step) are read in a central 256×
 :func:`detail_window`; thin structures, haze and texture at half resolution in the same window of
 the half-size image (the central 512×384 of a 640×480 frame); luminance statistics and clipping on
 the whole half-size image; and the cues whose evidence is sparse — edge widths, the JPEG block grid,
-the resampling period and falling streaks — on strided rows and columns of the whole
-full-resolution frame:
+the resampling period, the detail of the sharpest runs and falling streaks — on strided rows and
+columns of the whole full-resolution frame:
 
 * noise — Immerkær, "Fast noise variance estimation", CVIU 1996: the mean absolute response of
   a Laplacian-difference mask, taken over the flattest blocks so that texture does not count;
