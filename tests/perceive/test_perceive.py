@@ -20,7 +20,7 @@ from fuseagent.perceive.align import estimate_alignment
 from fuseagent.perceive.features import (FEATURE_NAMES, PAIR_FEATURES, dct_quantisation, estimate_blockiness,
                                          estimate_blur_width,
                                          estimate_haze_density, estimate_noise, estimate_precipitation, estimate_stripe,
-                                         falling_streaks, grid_blockiness, highlight_clipping, histogram_combing,
+                                         falling_streaks, grid_blockiness, segment_sharpness, highlight_clipping, histogram_combing,
                                          image_features, interpolation_periodicity, line_edge_widths, luminance,
                                          oriented_streak_energy, pair_context)
 from fuseagent.perceive.model import DegradationModel, load_model
@@ -120,6 +120,21 @@ class TestEstimators:
         assert falling_streaks(thin) == (0.0, 0.0, 0.0, 0.0)  # one-pixel lines are texture, not falling drops
         # the centre column of each of the 10 three-px lines, in the upright direction
         assert falling_streaks(wide)[0] == pytest.approx(10 / 120)
+
+    @pytest.mark.parametrize("factor", [1.7, 2.0, 3.0])
+    def test_segment_sharpness_tells_down_sampling_from_partial_defocus(self, gray, factor):
+        from fuseagent.degrade.generators import multifocus_stack
+
+        low = segment_sharpness(degrade("resolution.low", gray, seed=0, factor=factor).image)
+        clean = segment_sharpness(gray)
+        focus = multifocus_stack(gray, 2, seed=0, mode="region", max_std=4.0).images
+        # the sharpest runs (99th percentile) keep the finest band where any part is in focus
+        assert low[1] < clean[1] - 1.0
+        assert all(segment_sharpness(frame)[1] > low[1] + 0.6 for frame in focus)
+
+    def test_segment_sharpness_of_a_flat_or_tiny_image(self):
+        assert segment_sharpness(np.full((100, 100), 0.5, np.float32)) == (0.0, 0.0)  # no textured run
+        assert segment_sharpness(np.random.default_rng(0).random((30, 30)).astype(np.float32)) == (0.0, 0.0)
 
     @pytest.mark.parametrize("quality", [10, 30, 50, 75])
     def test_dct_quantisation_reads_the_quality(self, photo, quality):
