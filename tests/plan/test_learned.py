@@ -194,6 +194,20 @@ class TestBestOfCandidates:
     def test_invalid_candidates_raise(self, toy_weights):
         with pytest.raises(InputError, match="candidates"):
             LearnedPlanner(toy_weights, candidates=0)
+        with pytest.raises(InputError, match="score_side"):
+            LearnedPlanner(toy_weights, candidates=3, score_side=8)
+
+    def test_candidates_scored_on_shrunk_copies(self, toy_weights, small_pair, monkeypatch):
+        import fuseagent.plan.oracle as oracle
+
+        sizes = []
+        real = oracle.hqa_score
+        monkeypatch.setattr(oracle, "hqa_score", lambda fused, *a, **k: sizes.append(fused.shape) or real(fused, *a, **k))
+        images = dict(zip(["ir", "vis"], small_pair))
+        plan = LearnedPlanner(toy_weights, candidates=3, score_side=64).plan(
+            PlanContext(task="ivif", roles=["ir", "vis"], findings=NOISY_VIS, images=images, seed=0))
+        assert "most likely plans" in plan.think
+        assert sizes and all(max(s[:2]) == 64 for s in sizes)
 
 
 class TestShippedPolicy:
@@ -224,7 +238,7 @@ class TestShippedPolicy:
 
 class TestFuseCommand:
     @staticmethod
-    def _fuse(monkeypatch, weights, pair, tmp_path, candidates: str) -> tuple[int, Path]:
+    def _fuse(monkeypatch, weights, pair, tmp_path, candidates: str, *extra: str) -> tuple[int, Path]:
         from fuseagent.cli import main
         from fuseagent.io import write_image
 
@@ -233,7 +247,7 @@ class TestFuseCommand:
         write_image(ir, pair[0])
         write_image(vis, pair[1])
         code = main(["fuse", str(ir), str(vis), "--task", "ivif", "-o", str(out), "--planner", "learned",
-                     "--candidates", candidates])
+                     "--candidates", candidates, *extra])
         return code, out
 
     def test_cli_runs_the_learned_planner_with_candidates(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
@@ -286,3 +300,11 @@ class TestFuseCommand:
         err = capsys.readouterr().err.strip()
         assert code != 0 and not out.exists()
         assert "candidates" in err and len(err.splitlines()) == 1
+
+    def test_cli_scores_candidates_on_shrunk_copies(self, monkeypatch, toy_weights, small_pair, tmp_path, capsys):
+        code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path, "3", "--score-side", "64")
+        assert code == 0 and out.exists() and "planner learned:" in capsys.readouterr().out
+        (tmp_path / "bad").mkdir()
+        code, out = self._fuse(monkeypatch, toy_weights, small_pair, tmp_path / "bad", "3", "--score-side", "8")
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and not out.exists() and "score_side" in err and len(err.splitlines()) == 1

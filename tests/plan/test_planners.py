@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fuseagent.agent import Agent
-from fuseagent.errors import UnknownNameError
+from fuseagent.errors import InputError, UnknownNameError
 from fuseagent.execute import Environment
 from fuseagent.plan import PREDEFINED, Findings, PlanContext, create_planner, list_planners, predefined_plan
 from fuseagent.plan.library import applicable_actions, models_for
@@ -224,6 +224,30 @@ class TestScoreTrajectories:
         assert len(calls) == 1  # the stack was analysed once for the three fused images
         alone = score_trajectories(Environment(), state0, "mef", fusions, lambda *args: hqa_score(*args))
         assert [r["score"] for r in shared] == [r["score"] for r in alone]  # the same values without the cache
+
+    def test_downscaled_scorer_is_hqa_of_shrunk_copies(self, small_pair):
+        from fuseagent.agent import _thumbnail
+        from fuseagent.plan.oracle import downscaled_hqa_scorer, hqa_score
+
+        fused = (0.5 * small_pair[0] + 0.5 * small_pair[1]).astype(np.float32)
+        score = downscaled_hqa_scorer(64)
+        expected = hqa_score(_thumbnail(fused, 64), [_thumbnail(s, 64) for s in small_pair], "ivif", [0.6])
+        assert _thumbnail(fused, 64).shape == (48, 64)
+        assert score(fused, small_pair, "ivif", [0.6]) == expected
+        assert score(fused, small_pair, "ivif", [0.6]) == expected  # the second call reuses the copies
+        assert expected != hqa_score(fused, small_pair, "ivif", [0.6])  # not the full-size score
+        with pytest.raises(InputError, match="max_side"):
+            downscaled_hqa_scorer(8)
+
+    def test_downscaled_scorer_in_the_search(self, small_pair):
+        from fuseagent.plan.oracle import downscaled_hqa_scorer, score_trajectories
+
+        state0, _ = Environment().initial_state(small_pair, "ivif")
+        shrunk = score_trajectories(Environment(), state0, "ivif", self.CANDIDATES, downscaled_hqa_scorer(64))
+        full = score_trajectories(Environment(), state0, "ivif", self.CANDIDATES)
+        assert [r["trajectory"] for r in shrunk] == [r["trajectory"] for r in full]
+        assert all(0.0 <= r["score"] <= 1.0 for r in shrunk)
+        assert [r["score"] for r in shrunk] != [r["score"] for r in full]
 
     def test_a_scorer_failure_is_that_candidate_error(self, small_pair):
         from fuseagent.plan.oracle import score_trajectories

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="learned planner: execute its K most probable plans and keep the best by HQA (default "
                             f"{VALIDATED_CANDIDATES}, the setting chosen on validation pairs, docs/BENCHMARKS.md; "
                             "1: the greedy plan, with reflection)")
+    agent.add_argument("--score-side", type=int, default=None, metavar="PX",
+                       help="learned planner with K > 1: score the candidates' results on copies at most PX on "
+                            "their longest side (faster, a slightly different choice; default: full size)")
     p.set_defaults(func=run)
 
 
@@ -127,7 +130,8 @@ def _run_agent(args: argparse.Namespace):
         name = args.planner or "learned"
         candidates = VALIDATED_CANDIDATES if args.candidates is None else args.candidates
         options = ({"url": args.vlm_url, "model": args.vlm_model, "timeout": args.vlm_timeout}
-                   if name == "vlm" else {"candidates": candidates} if name == "learned" else {})
+                   if name == "vlm" else {"candidates": candidates, "score_side": args.score_side}
+                   if name == "learned" else {})
         planner = create_planner(name, **options)
         reflect = not args.no_reflect
     agent = Agent(planner=planner, reflect=reflect, experience=args.experience, seed=args.seed)

@@ -59,6 +59,9 @@ class LearnedPlanner(Planner):
             above 1 the planner needs the images, and runs tools while planning). A plan chosen so
             has been executed and rated already, so the agent does not reflect on it again (as for
             the oracle).
+        score_side: with ``candidates`` > 1, score the candidates' results on copies whose longest
+            side is at most this many px (:func:`~fuseagent.plan.oracle.downscaled_hqa_scorer`);
+            None scores them at full size.
 
     Raises:
         InputError: (when planning) no weights given, or the file is not a policy.
@@ -68,10 +71,13 @@ class LearnedPlanner(Planner):
                                   "the default of fuseagent fuse (best of 5)")
 
     def __init__(self, weights: str | os.PathLike | None = None, temperature: float = 0.0, threads: int = 1,
-                 candidates: int = 1):
+                 candidates: int = 1, score_side: int | None = None):
         if int(candidates) < 1:
             raise InputError(f"planner 'learned': candidates must be at least 1, not {candidates}")
+        if score_side is not None and int(score_side) < 16:
+            raise InputError(f"planner 'learned': score_side must be at least 16 px, not {score_side}")
         self.candidates = int(candidates)
+        self.score_side = None if score_side is None else int(score_side)
         self.reflect = self.candidates == 1
         weights = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
         if weights is None and SHIPPED_WEIGHTS.is_file():
@@ -125,12 +131,13 @@ class LearnedPlanner(Planner):
     def _best_of(self, context: PlanContext, plans: list[list[Action]]) -> tuple[list[Action], str]:
         """The plan with the highest HQA among distinct ``plans`` (executed in the context's environment)."""
         from ..execute import Environment
-        from .oracle import score_trajectories
+        from .oracle import downscaled_hqa_scorer, score_trajectories
 
         distinct = list({tuple(a.text() for a in p): p for p in plans}.values())
         env = context.environment or Environment()
         state0, _ = env.initial_state(dict(context.images), context.task)
-        results = score_trajectories(env, state0, context.task, distinct)
+        scorer = downscaled_hqa_scorer(self.score_side) if self.score_side else None
+        results = score_trajectories(env, state0, context.task, distinct, scorer)
         scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
         if not scored:
             return plans[0], "None of the proposed plans ran; keeping the first."

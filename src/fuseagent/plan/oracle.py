@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..execute import Environment, State
 from ..protocol import Action, Trajectory
 from .base import PlanContext, Planner, PlannerCard, register_planner
@@ -31,7 +32,7 @@ from .expert import expert_actions
 from .library import candidate_models
 from .predefined import predefined_plan
 
-__all__ = ["OraclePlanner", "hqa_score", "candidate_prefixes", "score_trajectories"]
+__all__ = ["OraclePlanner", "hqa_score", "downscaled_hqa_scorer", "candidate_prefixes", "score_trajectories"]
 
 FusedScorer = Callable[[np.ndarray, Sequence[np.ndarray], str, Sequence[float]], float]
 
@@ -43,6 +44,38 @@ def hqa_score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_
     from ..agent import fused_hqa
 
     return fused_hqa(fused, sources, task, step_rewards, cache)
+
+
+def downscaled_hqa_scorer(max_side: int) -> FusedScorer:
+    """A :func:`hqa_score` on copies whose longest side is at most ``max_side`` (the fused image and
+    the sources alike; faster, and a slightly different ranking than at full size). The scorer keeps
+    each array's copy and a :class:`~fuseagent.metrics.rewards.RewardCache`, so the sources of
+    candidates sharing a prefix are shrunk and analysed once; two threads may call it at once.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> a, b = (rng.random((96, 128)).astype(np.float32) for _ in range(2))
+        >>> score = downscaled_hqa_scorer(64)
+        >>> 0.0 <= score((a + b) / 2, [a, b], "ivif") <= 1.0
+        True
+    """
+    from ..agent import Reflector
+    from ..metrics.rewards import RewardCache
+
+    if int(max_side) < 16:
+        raise InputError(f"downscaled HQA: max_side must be at least 16, not {max_side}")
+    shrink = Reflector(max_side=int(max_side))
+    cache = RewardCache()
+    lock = threading.Lock()
+
+    def small(image: np.ndarray) -> np.ndarray:
+        with lock:  # the reflector's copies are a plain dict
+            return shrink.thumbnail(image)
+
+    def score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
+        return hqa_score(small(fused), [small(s) for s in sources], task, step_rewards, cache)
+
+    return score
 
 
 def _slot(action: Action) -> tuple[str, str | None]:
