@@ -47,8 +47,8 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   partly. The periodicity of second-difference profiles (interpolation leaves a trace at the sampling
   period, defocus does not), now read over the whole frame, and the finest detail that the frame's
   sharpest parts keep (down-sampling removes it everywhere, the defocus of a multi-focus frame spares the
-  in-focus parts: on images made from tuning sources it tells down-sampling from such defocus with
-  AUC 0.84, against 0.71 for the best earlier cue) separate them best. The misses are mild down-sampling
+  in-focus parts: on frames made from tuning sources, `benchmarks/perception_cues.py`, it tells
+  down-sampling from such defocus with AUC 0.85, against 0.76 for the best earlier cue) separate them best. The misses are mild down-sampling
   (factor < 2) of RoadScene infrared frames, which are soft already (and carry a resampling trace of their
   own); the false detections two more RoadScene infrared frames and two hazed Lytro frames (a dense veil
   flattens the finest detail as down-sampling does).
@@ -60,9 +60,10 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
 * **Rain and snow.** Falling streaks — thin bright lines, about 3 px wide, that continue over 10 px at full
   resolution in one direction within 30° of vertical, counted per direction against thin dark ones and
   read in the direction where they most outnumber them (the drops of one shower share a direction) —
-  separate rain from textured and compressed scenes (on images made from tuning sources: AUC 0.96, against
-  0.76 for the earlier count of near-vertical lines of any width, which JPEG ringing and one-pixel texture
-  also fed); snow flakes are round and rest on the spot counts, read on a log scale and against the dark
+  separate rain from textured and compressed scenes (on frames made from tuning sources,
+  `benchmarks/perception_cues.py`: AUC 0.96, against 0.78 for the top-hat streak counts and, during
+  development, 0.76 for the earlier count of near-vertical lines of any width, which JPEG ringing and
+  one-pixel texture also fed); snow flakes are round and rest on the spot counts, read on a log scale and against the dark
   spots (a textured close-up holds thousands of bright specks of its own). Rain over a bright, textured
   Lytro close-up (level 5, probability 0.38) is still missed and a hazed Lytro frame raises a false one;
   on the tuning pairs, snow smeared by motion blur makes most of the remaining misses.
