@@ -241,6 +241,23 @@ class TestAlignment:
         est = estimate_alignment(photo, photo)
         assert est.displacement_px < 0.05
 
+    def test_relations_reuse_the_working_copies_bit_for_bit(self, photo, monkeypatch):
+        import dataclasses
+
+        import fuseagent.perceive as perceive_module
+        from fuseagent.perceive import measure
+
+        moved = degrade("geometric.homography", photo, seed=3, displacement=8.0).image
+        shared = measure([photo, moved], "mef")
+        assert shared.alignment.work_images[0].shape == (192, 256)
+        real = perceive_module.estimate_alignment
+        monkeypatch.setattr(perceive_module, "estimate_alignment",
+                            lambda *a, **k: dataclasses.replace(real(*a, **k), work_images=None))
+        alone = measure([photo, moved], "mef")  # the relations resample the images themselves
+        assert shared.features.tobytes() == alone.features.tobytes()
+        assert shared.exposure_ev == alone.exposure_ev and shared.complementarity == alone.complementarity
+        assert np.array_equal(shared.motion.mask, alone.motion.mask) and shared.log_rb == alone.log_rb
+
 
 class TestRelations:
     def test_exposure_ev(self, photo):

@@ -10,7 +10,7 @@ at 640×480.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -39,6 +39,8 @@ class Alignment:
         model: ``"homography"``, ``"affine"``, ``"translation"`` or ``"none"``.
         inliers: tiles that agree with the fitted model.
         tiles: tiles with a usable correlation peak.
+        work_images: the reference and the (resized) moving image at the working size, area
+            resampled (for a caller that needs them at that size too).
     """
 
     transform: np.ndarray
@@ -46,6 +48,7 @@ class Alignment:
     model: str
     inliers: int
     tiles: int
+    work_images: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 def structure_map(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -326,4 +329,4 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, work_width: in
     scale_up = np.diag([1 / sx, 1 / sy, 1.0])
     full = scale_up @ total @ np.linalg.inv(scale_up)
     full /= full[2, 2]
-    return Alignment(full, _mean_disp(full, h, w), model, inliers, tiles)
+    return Alignment(full, _mean_disp(full, h, w), model, inliers, tiles, (ref_small, mov_small))
