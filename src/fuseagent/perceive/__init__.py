@@ -112,10 +112,9 @@ def measure(images: list[np.ndarray], task: str) -> Measurements:
             and grays[i_mov].shape == grays[i_ref].shape):
         # the alignment's working copies are these very resamplings (area, same size), unclipped
         ref_s, mov_s = (np.clip(a, 0, 1).astype(np.float32) for a in alignment.work_images)
-        mov_aligned = cv2.warpPerspective(mov_s, small_t, (sw, sh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                          borderMode=cv2.BORDER_REFLECT101)
     else:
-        ref_s, mov_aligned = resize_to(grays[i_ref], (sh, sw)), warped_small(grays[i_mov])
+        ref_s, mov_s = resize_to(grays[i_ref], (sh, sw)), resize_to(grays[i_mov], (sh, sw))
+    mov_aligned = warped_small(mov_s)  # already at (sh, sw): resize_to returns it as it is
     motion = detect_motion(ref_s, mov_aligned, same_modality=task != "ivif")
     if motion.mask.shape != (h, w):
         motion.mask = cv2.resize(motion.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
