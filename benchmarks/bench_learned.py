@@ -309,9 +309,10 @@ def main() -> None:
         update_section("learned-planner-validation", "\n".join(validation_body(args, per_weights, seconds, machine())))
         return
     weights = args.weights or "the shipped `fuseagent/weights/policy.pt`"
+    kept_training, kept_ablation = kept_parts()
     body = [
         "## Learned planner in the decision benchmark (issue #8)", "",
-        args.training, "",
+        args.training or kept_training, "",
         f"Evaluation: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_learned.py --limit {args.limit}"
         + suites_option(args)
         + (f" --weights {args.weights}" if args.weights else "") + "".join(f" --best-of {k}" for k in args.best_of)
@@ -332,7 +333,24 @@ def main() -> None:
                  "The learned planner with each training run's weights on the same test pairs (HQA of its plans, "
                  "perception, reflection on), and the reward of the greedy plans on the training run's own "
                  "held-out pairs (GRPO runs: before → after):", "", *ablation]
+    elif kept_ablation:
+        body += ["", kept_ablation]
     update_section("learned-planner", "\n".join(body))
+
+
+def kept_parts() -> tuple[str, str]:
+    """The training paragraph and the training-ablation subsection of the section as it stands in
+    docs/BENCHMARKS.md, kept when a run does not pass ``--training`` or ``--ablation`` (empty when absent)."""
+    from _report import DOC
+
+    text = DOC.read_text() if DOC.is_file() else ""
+    start, end = "<!-- bench:learned-planner -->", "<!-- /bench:learned-planner -->"
+    if start not in text or end not in text:
+        return "", ""
+    section = text[text.index(start) + len(start):text.index(end)]
+    training = next((line for line in section.splitlines() if line.startswith("Training data")), "")
+    ablation = section[section.index("### Training ablation"):].strip() if "### Training ablation" in section else ""
+    return training, ablation
 
 
 if __name__ == "__main__":
