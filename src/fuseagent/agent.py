@@ -40,6 +40,8 @@ import numpy as np
 from .errors import FuseAgentError, InputError
 from .execute import Environment, ExecutionResult, PendingStep, State, jsonable
 from .io import read_image, resize_to
+from .offload import helper as offload_helper
+from .offload import offloadable
 from .plan.base import PlanContext, Planner, Proposal, create_planner
 from .plan.findings import Findings
 from .protocol import Action, format_actions, roles_for, validate
@@ -226,6 +228,29 @@ class Reflector:
                 self._iqr[key] = 0.0
         return self._iqr[key]
 
+    @property
+    def settings(self) -> tuple[int, float, float, float]:
+        """What the rewards depend on besides the images (a helper process keeps a reflector per setting)."""
+        return self.max_side, self.tau, self.weights[0], self.weights[1]
+
+    def _timed(self, what: str, compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """``compute()`` timed into :attr:`seconds` / :attr:`cpu_seconds`, its failures and non-finite
+        totals raised as :class:`ReflectionError` (``what``: the task named in the message)."""
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        try:
+            scores = compute()
+        except ReflectionError:
+            raise
+        except Exception as exc:  # any metric failure makes the step a failed attempt, never a crash
+            raise ReflectionError(f"reflection on {what} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.thread_time() - cpu0
+        if not np.isfinite(scores.get("total", np.nan)):
+            raise ReflectionError(f"reflection on {what} gave no finite {'score' if what == 'fusion' else 'reward'}: "
+                                  f"{scores}")
+        return scores
+
     def score_step(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
                    task: str, protocol_task: str, info: Mapping[str, Any] | None = None,
                    masks: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
@@ -234,22 +259,104 @@ class Reflector:
         Raises:
             ReflectionError: a metric failed or the reward is not a finite number.
         """
-        t0, cpu0 = time.perf_counter(), time.thread_time()
+        if self.scorer is not None:
+            scorer = self.scorer
+            return self._timed(protocol_task, lambda: {k: float(v) for k, v in scorer(before, after, list(roles),
+                                                                                       task).items()})
+        return self._timed(protocol_task, lambda: self.rate(self.step_thumbnails(before, after, roles, task,
+                                                                                 protocol_task, info, masks)))
+
+    def score_step_later(self, helper: Any, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
+                         roles: Sequence[str], task: str, protocol_task: str, info: Mapping[str, Any] | None = None,
+                         masks: Mapping[str, np.ndarray] | None = None) -> Callable[[], dict[str, float]]:
+        """Start :meth:`score_step` in a helper process (:mod:`fuseagent.offload`); call the
+        returned function for its scores (the same values, the same errors). When the helper
+        cannot answer, that function rates here. Without a helper, or with a custom scorer, it
+        rates when called."""
+        here = partial(self.score_step, before, after, roles, task, protocol_task, info, masks)
+        if helper is None or self.scorer is not None:
+            return here
+        t0 = time.perf_counter()
         try:
-            if self.scorer is not None:
-                scores = {k: float(v) for k, v in self.scorer(before, after, list(roles), task).items()}
-            else:
-                scores = self._rewards(before, after, roles, task, protocol_task, info or {}, masks or {})
-        except ReflectionError:
-            raise
-        except Exception as exc:  # any metric failure makes the step a failed attempt, never a crash
-            raise ReflectionError(f"reflection on {protocol_task} failed: {type(exc).__name__}: {exc}") from exc
+            thumbs = self.step_thumbnails(before, after, roles, task, protocol_task, info, masks)
+        except Exception:  # noqa: BLE001 - rating here meets the same failure and reports it
+            return here
         finally:
             self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.thread_time() - cpu0
-        if not np.isfinite(scores.get("total", np.nan)):
-            raise ReflectionError(f"reflection on {protocol_task} gave no finite reward: {scores}")
-        return scores
+        return self._later(helper, protocol_task, "agent.rate_step", thumbs, partial(self.rate, thumbs))
+
+    def _later(self, helper: Any, what: str, name: str, args: Any, here: Callable[[], dict[str, float]]
+               ) -> Callable[[], dict[str, float]]:
+        from .offload import HelperError
+
+        t0 = time.perf_counter()
+        future = helper.submit(name, self.settings, args)
+        self.seconds += time.perf_counter() - t0
+
+        def result() -> dict[str, float]:
+            def compute() -> dict[str, float]:
+                try:
+                    scores, cpu = future.result()
+                except HelperError:  # the helper is gone: rate here (the same values)
+                    return here()
+                self.cpu_seconds += cpu
+                return scores
+
+            return self._timed(what, compute)
+
+        return result
+
+    def step_thumbnails(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
+                        task: str, protocol_task: str, info: Mapping[str, Any] | None = None,
+                        masks: Mapping[str, np.ndarray] | None = None) -> StepThumbnails:
+        """The downscaled copies (and the transforms and valid areas at their scale) that rating a
+        step looks at: all of :meth:`rate`'s input."""
+        info, masks = info or {}, masks or {}
+        all_roles = list(after)
+        thumbs = StepThumbnails(task, protocol_task, list(roles))
+        for role in roles:
+            a = thumbs.after[role] = self.thumbnail(after[role])
+            thumbs.before[role] = self.thumbnail(before[role])
+            other = self.thumbnail(after[_other_role(role, all_roles, task)])
+            thumbs.other[role] = other if a.shape[:2] == other.shape[:2] else resize_to(other, a.shape[:2])
+            if protocol_task in ALIGNMENT_TASKS:
+                scale = a.shape[0] / after[role].shape[0]
+                valid = masks.get(f"valid.{role}")
+                thumbs.valid[role] = (None if valid is None else
+                                      resize_to(valid.astype(np.float32), a.shape[:2], "nearest") > 0.5)
+                thumbs.transforms[role] = _scaled_homography(info.get(role), scale)
+        return thumbs
+
+    def rate(self, thumbs: StepThumbnails) -> dict[str, float]:
+        """The rewards of a step from its thumbnails (:meth:`step_thumbnails`)."""
+        intrinsic, relational, d_iqr = [], [], []
+        wi, wr = self.weights
+        if thumbs.protocol_task in ALIGNMENT_TASKS:
+            wi = 0.0  # a warp's empty borders lower no-reference quality whatever the alignment; judge the alignment
+        for role in thumbs.roles:
+            b, a, other = thumbs.before[role], thumbs.after[role], thumbs.other[role]
+            if wi > 0:  # the intrinsic term is only computed when it weighs in
+                gain = self.iqr(a) - self.iqr(b)
+                d_iqr.append(gain)
+                intrinsic.append(self.intrinsic_reward(gain))
+            relational.append(self._relational(thumbs, role, b, a, other))
+        r_mean = float(np.mean(relational))
+        if not intrinsic:
+            return {"total": r_mean, "relational": r_mean}
+        i_mean = float(np.mean(intrinsic))
+        return {"total": (wi * i_mean + wr * r_mean) / (wi + wr), "intrinsic": i_mean, "relational": r_mean,
+                "iqr_gain": float(np.mean(d_iqr))}
+
+    def preparation(self, before: Mapping[str, np.ndarray], roles: Sequence[str], task: str,
+                    protocol_task: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The thumbnails :meth:`prepare` analyses: for each image the step changes, its thumbnail
+        and the other image's (none for alignment steps and custom scorers)."""
+        if self.scorer is not None or protocol_task in ALIGNMENT_TASKS:
+            return []
+        pairs = []
+        for role in roles:
+            pairs.append((self.thumbnail(before[role]), self.thumbnail(before[_other_role(role, list(before), task)])))
+        return pairs
 
     def prepare(self, before: Mapping[str, np.ndarray], roles: Sequence[str], task: str, protocol_task: str) -> None:
         """Compute now what rating a step on ``roles`` of ``before`` will need of ``before``: the
@@ -259,51 +366,30 @@ class Reflector:
         The rating then finds them in its caches (the same values); nothing is computed that it
         would not need, and a failure here is left to the rating to meet and report.
         """
-        if self.scorer is not None:
-            return
-        from .metrics.rewards import relational_reward
-
         cpu0 = time.thread_time()
         try:
-            for role in roles:
-                b = self.thumbnail(before[role])
-                other = self.thumbnail(before[_other_role(role, list(before), task)])
-                if protocol_task in ALIGNMENT_TASKS:
-                    continue
-                if self.weights[0] > 0:
-                    self.iqr(b)
-                if other.shape[:2] == b.shape[:2]:  # compatibility of ``before`` with the other image
-                    relational_reward("enhancement", b, b, other, task=task, cache=self.cache)
+            self.analyse(self.preparation(before, roles, task, protocol_task), task)
         except Exception:  # noqa: BLE001 - the rating computes it again and reports the failure
             return
         finally:
             self.cpu_seconds += time.thread_time() - cpu0
 
-    def _rewards(self, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], roles: Sequence[str],
-                 task: str, protocol_task: str, info: Mapping[str, Any], masks: Mapping[str, np.ndarray]) -> dict[str, float]:
-        intrinsic, relational, d_iqr = [], [], []
-        all_roles = list(after)
-        wi, wr = self.weights
-        if protocol_task in ALIGNMENT_TASKS:
-            wi = 0.0  # a warp's empty borders lower no-reference quality whatever the alignment; judge the alignment
-        for role in roles:
-            b, a = self.thumbnail(before[role]), self.thumbnail(after[role])
-            other_role = _other_role(role, all_roles, task)
-            other = self.thumbnail(after[other_role])
-            if wi > 0:  # the intrinsic term is only computed when it weighs in
-                gain = self.iqr(a) - self.iqr(b)
-                d_iqr.append(gain)
-                intrinsic.append(self.intrinsic_reward(gain))
-            if a.shape[:2] != other.shape[:2]:
-                other = resize_to(other, a.shape[:2])
-            rel = self._relational(protocol_task, role, b, a, other, after, info, masks, task)
-            relational.append(rel)
-        r_mean = float(np.mean(relational))
-        if not intrinsic:
-            return {"total": r_mean, "relational": r_mean}
-        i_mean = float(np.mean(intrinsic))
-        return {"total": (wi * i_mean + wr * r_mean) / (wi + wr), "intrinsic": i_mean, "relational": r_mean,
-                "iqr_gain": float(np.mean(d_iqr))}
+    def analyse(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], task: str) -> None:
+        """Fill the caches with each thumbnail's intrinsic quality and its compatibility with its partner."""
+        from .metrics.rewards import relational_reward
+
+        for b, other in pairs:
+            if self.weights[0] > 0:
+                self.iqr(b)
+            if other.shape[:2] == b.shape[:2]:  # compatibility of ``before`` with the other image
+                relational_reward("enhancement", b, b, other, task=task, cache=self.cache)
+
+    def prepare_later(self, helper: Any, before: Mapping[str, np.ndarray], roles: Sequence[str], task: str,
+                      protocol_task: str) -> None:
+        """:meth:`prepare` in a helper process, for a rating that will run there (nothing waits for it)."""
+        pairs = self.preparation(before, roles, task, protocol_task)
+        if pairs and helper is not None:
+            helper.submit("agent.prepare", self.settings, (pairs, task))
 
     def intrinsic_reward(self, gain: float) -> float:
         """The step's intrinsic reward for an IQR gain: ``0.5 + 0.5·tanh(gain / tau)`` (0.5 = no change)."""
@@ -316,24 +402,35 @@ class Reflector:
         return float(np.mean([self.intrinsic_reward(self.iqr(self.thumbnail(after[r])) - self.iqr(self.thumbnail(before[r])))
                               for r in roles]))
 
-    def _relational(self, protocol_task: str, role: str, b: np.ndarray, a: np.ndarray, other: np.ndarray,
-                    after: Mapping[str, np.ndarray], info: Mapping[str, Any], masks: Mapping[str, np.ndarray],
-                    task: str) -> float:
+    def _relational(self, thumbs: StepThumbnails, role: str, b: np.ndarray, a: np.ndarray, other: np.ndarray) -> float:
         from .metrics.rewards import relational_reward
 
         try:
-            if protocol_task in ALIGNMENT_TASKS:
-                scale = a.shape[0] / after[role].shape[0]
-                valid = masks.get(f"valid.{role}")
-                valid_t = None if valid is None else resize_to(valid.astype(np.float32), a.shape[:2], "nearest") > 0.5
-                return float(relational_reward("alignment", b, a, other,
-                                               transform=_scaled_homography(info.get(role), scale),
-                                               valid=valid_t, task=task).value)
+            if thumbs.protocol_task in ALIGNMENT_TASKS:
+                return float(relational_reward("alignment", b, a, other, transform=thumbs.transforms.get(role),
+                                               valid=thumbs.valid.get(role), task=thumbs.task).value)
             if b.shape[:2] != a.shape[:2]:
                 b = resize_to(b, a.shape[:2])
-            return float(relational_reward("enhancement", b, a, other, task=task, cache=self.cache).value)
+            return float(relational_reward("enhancement", b, a, other, task=thumbs.task, cache=self.cache).value)
         except (ArithmeticError, ValueError, FuseAgentError):  # degenerate images: no evidence of a gain
             return 0.0
+
+    def fusion_thumbnails(self, sources: Sequence[np.ndarray], fused: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """The thumbnails of the sources (at the fused thumbnail's size) and of the fused image."""
+        f = self.thumbnail(fused)
+        thumbs = [self.thumbnail(s) for s in sources]
+        return [t if t.shape[:2] == f.shape[:2] else resize_to(t, f.shape[:2]) for t in thumbs], f
+
+    def rate_fusion(self, sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
+                    step_rewards: Sequence[float] = (), fused_iqa: Callable[[], float] | None = None
+                    ) -> dict[str, float]:
+        """HQA of a fused thumbnail against the sources' thumbnails (:meth:`fusion_thumbnails`);
+        ``fused_iqa``: gives the fused thumbnail's intrinsic quality term when it is computed elsewhere."""
+        from .metrics.rewards import hqa
+
+        steps = [min(1.0, max(0.0, r)) for r in step_rewards]
+        reward = hqa(list(sources), fused, steps, task=task, cache=self.cache, fused_iqa=fused_iqa)
+        return {"total": float(reward.value), "fusion": float(reward.terms.get("fusion", reward.value))}
 
     def score_fusion(self, sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
                      step_rewards: Sequence[float] = ()) -> dict[str, float]:
@@ -342,27 +439,104 @@ class Reflector:
         Raises:
             ReflectionError: a metric failed or the score is not a finite number.
         """
-        t0, cpu0 = time.perf_counter(), time.thread_time()
-        try:
-            if self.scorer is not None:
-                scores = {k: float(v) for k, v in self.scorer({}, {"fused": fused}, ["fused"], task).items()}
-            else:
-                from .metrics.rewards import hqa
+        if self.scorer is not None:
+            scorer = self.scorer
+            return self._timed("fusion", lambda: {k: float(v) for k, v in scorer({}, {"fused": fused}, ["fused"],
+                                                                                  task).items()})
+        return self._timed("fusion", lambda: self.rate_fusion(*self.fusion_thumbnails(sources, fused), task,
+                                                              step_rewards))
 
-                thumbs = [self.thumbnail(s) for s in sources]
-                f = self.thumbnail(fused)
-                thumbs = [t if t.shape[:2] == f.shape[:2] else resize_to(t, f.shape[:2]) for t in thumbs]
-                steps = [min(1.0, max(0.0, r)) for r in step_rewards]
-                reward = hqa(thumbs, f, steps, task=task, cache=self.cache)
-                scores = {"total": float(reward.value), "fusion": float(reward.terms.get("fusion", reward.value))}
-        except Exception as exc:  # a metric failing on the fused image: no score, not a crash
-            raise ReflectionError(f"reflection on fusion failed: {type(exc).__name__}: {exc}") from exc
+    def score_fusion_later(self, helper: Any, sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
+                           step_rewards: Sequence[float] = ()) -> Callable[[], dict[str, float]]:
+        """:meth:`score_fusion` with the fused image's intrinsic quality (the no-reference metrics,
+        half of HQA's time) computed in a helper process while this one computes the fusion terms
+        (see :meth:`score_step_later`): call the returned function."""
+        here = partial(self.score_fusion, sources, fused, task, step_rewards)
+        if helper is None or self.scorer is not None:
+            return here
+        t0 = time.perf_counter()
+        try:
+            thumbs, f = self.fusion_thumbnails(sources, fused)
+        except Exception:  # noqa: BLE001 - rating here meets the same failure and reports it
+            return here
         finally:
             self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.thread_time() - cpu0
-        if not np.isfinite(scores.get("total", np.nan)):
-            raise ReflectionError(f"reflection on fusion gave no finite score: {scores}")
-        return scores
+        from .offload import HelperError
+
+        future = helper.submit("agent.fused_iqa", f)
+
+        def fused_iqa() -> float:
+            try:
+                value, cpu = future.result()
+            except HelperError:  # the helper is gone: compute it here
+                from .metrics.rewards import HQAConfig, intrinsic_reward
+
+                return intrinsic_reward(f, HQAConfig().relational.intrinsic).value
+            self.cpu_seconds += cpu
+            return value
+
+        steps = list(step_rewards)
+        return partial(self._timed, "fusion", partial(self.rate_fusion, thumbs, f, task, steps, fused_iqa))
+
+
+@dataclass
+class StepThumbnails:
+    """What rating a step looks at, downscaled (by :meth:`Reflector.step_thumbnails`).
+
+    Attributes:
+        task: fusion task; ``protocol_task``: the step's task; ``roles``: the roles it changed.
+        before, after: each changed role's thumbnail before and after the step.
+        other: each changed role's partner after the step, at the size of its ``after``.
+        transforms: alignment steps: each role's moving → reference homography at thumbnail scale.
+        valid: alignment steps: each role's valid (non-border) area at thumbnail size.
+    """
+
+    task: str
+    protocol_task: str
+    roles: list[str]
+    before: dict[str, np.ndarray] = field(default_factory=dict)
+    after: dict[str, np.ndarray] = field(default_factory=dict)
+    other: dict[str, np.ndarray] = field(default_factory=dict)
+    transforms: dict[str, np.ndarray | None] = field(default_factory=dict)
+    valid: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+
+_HELPER_REFLECTORS: dict[tuple[int, float, float, float], Reflector] = {}
+
+
+def _helper_reflector(settings: tuple[int, float, float, float]) -> Reflector:
+    """The helper process's reflector for ``settings`` (its caches live as long as the helper)."""
+    if settings not in _HELPER_REFLECTORS:
+        max_side, tau, wi, wr = settings
+        _HELPER_REFLECTORS[settings] = Reflector(max_side=max_side, tau=tau, intrinsic_weight=wi, relational_weight=wr)
+    return _HELPER_REFLECTORS[settings]
+
+
+@offloadable("agent.rate_step")
+def _rate_step_in_helper(settings: tuple[int, float, float, float], thumbs: StepThumbnails
+                         ) -> tuple[dict[str, float], float]:
+    cpu0 = time.thread_time()
+    scores = _helper_reflector(settings).rate(thumbs)
+    return scores, time.thread_time() - cpu0
+
+
+@offloadable("agent.fused_iqa")
+def _fused_iqa_in_helper(fused: np.ndarray) -> tuple[float, float]:
+    """HQA's intrinsic term of a fused thumbnail (default configuration) and its CPU seconds."""
+    from .metrics.rewards import HQAConfig, intrinsic_reward
+
+    cpu0 = time.thread_time()
+    value = intrinsic_reward(fused, HQAConfig().relational.intrinsic).value
+    return value, time.thread_time() - cpu0
+
+
+@offloadable("agent.prepare")
+def _prepare_in_helper(settings: tuple[int, float, float, float],
+                       args: tuple[list[tuple[np.ndarray, np.ndarray]], str]) -> None:
+    try:
+        _helper_reflector(settings).analyse(*args)
+    except Exception:  # noqa: BLE001 - the rating computes it again and reports the failure
+        return
 
 
 def step_reward(reflector: Reflector, before: State, after: State, action: Action, record: Any, task: str) -> float:
@@ -450,6 +624,8 @@ class AgentResult:
         planning_tool_calls: tool executions the planner ran while planning (the oracle's search,
             the ``learned`` planner's best-of-K), not counted in :attr:`tool_calls` and timed
             within ``planning_seconds``; ``planning_tool_seconds``: their time inside tools.
+        discarded_tool_seconds: time of steps run ahead while the helper process rated the step
+            before them, then not used because that step was rolled back (overhead, not tool time).
     """
 
     fused: np.ndarray
@@ -470,6 +646,7 @@ class AgentResult:
     hashing_seconds: float = 0.0
     planning_tool_calls: int = 0
     planning_tool_seconds: float = 0.0
+    discarded_tool_seconds: float = 0.0
 
     @property
     def trajectory(self) -> str:
@@ -514,6 +691,7 @@ class AgentResult:
             "planning_seconds": round(self.planning_seconds, 4),
             "reflection_seconds": round(self.reflection_seconds, 4),
             "hashing_seconds": round(self.hashing_seconds, 4),
+            "discarded_tool_seconds": round(self.discarded_tool_seconds, 4),
         })
         return trace
 
@@ -532,11 +710,12 @@ def _split_task(images: tuple[Any, ...], task: str | None) -> tuple[list[Any], s
     return items, task
 
 
-def perception_report(images: Sequence[np.ndarray], task: str) -> dict[str, Any]:
-    """JSON-safe perception report of a pair (of a stack: its first and last image, whose roles it keeps)."""
+def perception_report(images: Sequence[np.ndarray], task: str, helper: Any = None) -> dict[str, Any]:
+    """JSON-safe perception report of a pair (of a stack: its first and last image, whose roles it
+    keeps); ``helper``: see :func:`~fuseagent.perceive.measure`."""
     from .perceive import perceive
 
-    report = perceive(images[0], images[-1], task)
+    report = perceive(images[0], images[-1], task, helper=helper)
     data = report.to_dict() if hasattr(report, "to_dict") else jsonable(report)
     if len(images) > 2:
         last = roles_for(task, len(images))[-1]
@@ -544,6 +723,15 @@ def perception_report(images: Sequence[np.ndarray], task: str) -> dict[str, Any]
             if isinstance(entry, dict) and entry.get("role") == "b":
                 entry["role"] = last
     return data
+
+
+def _rating(later: Callable[[], dict[str, float]], started: float) -> Rating:
+    t0 = time.perf_counter()
+    try:
+        scores = later()
+    except ReflectionError as exc:  # the step cannot be rated: a failed attempt (a fusion keeps its image)
+        return None, str(exc), started + time.perf_counter() - t0
+    return scores, None, started + time.perf_counter() - t0
 
 
 class Agent:
@@ -560,6 +748,11 @@ class Agent:
         experience: an :class:`~fuseagent.plan.experience.Experience` (or a path to one) for the planner.
         environment: the execution environment (shared step cache); a new one by default.
         scorer: reflection scorer (see :class:`Reflector`); ``reflect_size``: its downscaling.
+        offload: use the helper process (:mod:`fuseagent.offload`, started here): it measures one
+            image for perception while this process measures the other, and rates each step while
+            this process hashes the step's output and runs the next planned step on it (kept when
+            the step is accepted). Until the helper has started, and for a custom ``scorer``'s
+            ratings, the work is done here. The same decisions and values either way.
         seed: seed of the planner's random choices.
         planner_options: options of the planner when ``planner`` is a name.
 
@@ -575,7 +768,7 @@ class Agent:
     def __init__(self, planner: str | Planner = "expert", *, reflect: bool = True, tolerance: float = 0.01,
                  threshold: float | None = None, max_candidates: int = 3, reschedule: bool = True,
                  perceive: bool = True, experience: Any = None, environment: Environment | None = None,
-                 scorer: StepScorer | None = None, reflect_size: int = 256, seed: int = 0,
+                 scorer: StepScorer | None = None, reflect_size: int = 256, offload: bool = True, seed: int = 0,
                  planner_options: Mapping[str, Any] | None = None):
         self.planner = create_planner(planner, **dict(planner_options or {})) if isinstance(planner, str) else planner
         self.reflect = bool(reflect)
@@ -591,6 +784,9 @@ class Agent:
         self.experience = experience
         self.environment = environment or Environment()
         self.reflector = Reflector(scorer, reflect_size)
+        self.offload = bool(offload)
+        if self.offload:
+            offload_helper()  # starts it; runs use it once it answers
         self.seed = int(seed)
 
     # -- perception ---------------------------------------------------------------------------
@@ -600,29 +796,32 @@ class Agent:
     def _perceive(self, images: Mapping[str, np.ndarray], task: str) -> dict[str, Any] | None:
         if not self._perceives():
             return None
-        return perception_report([images[r] for r in images], task)
+        return perception_report([images[r] for r in images], task, self._helper())
+
+    def _helper(self) -> Any:
+        """The helper process when this agent offloads and it has started (None otherwise)."""
+        if not self.offload:
+            return None
+        helper = offload_helper()
+        return helper if helper is not None and helper.ready() else None
 
     # -- reflection ---------------------------------------------------------------------------
-    def _rate_step(self, before: State, action: Action, task: str, pending: PendingStep) -> Rating:
-        """The reflection on an executed step: its scores (None when it cannot be rated), the
-        error saying why not, and the seconds it took."""
+    def _rate_step(self, before: State, action: Action, task: str, helper: Any, pending: PendingStep
+                   ) -> Callable[[], Rating]:
+        """Start the reflection on an executed step (in ``helper`` when one is given); the returned
+        function gives its scores (None when it cannot be rated), the error saying why not, and
+        the seconds it took the run."""
         t0 = time.perf_counter()
-        try:
-            scores = self.reflector.score_step(before.images, pending.images, pending.targets, task, action.task,
-                                               pending.info, pending.masks)
-        except ReflectionError as exc:  # the step cannot be rated: a failed attempt
-            return None, str(exc), time.perf_counter() - t0
-        return scores, None, time.perf_counter() - t0
+        later = self.reflector.score_step_later(helper, before.images, pending.images, pending.targets, task,
+                                                action.task, pending.info, pending.masks)
+        return partial(_rating, later, time.perf_counter() - t0)
 
-    def _rate_fusion(self, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float],
-                     pending: PendingStep) -> Rating:
-        """The reflection on an executed fusion step (see :meth:`_rate_step`)."""
+    def _rate_fusion(self, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float], helper: Any,
+                     pending: PendingStep) -> Callable[[], Rating]:
+        """Start the reflection on an executed fusion step (see :meth:`_rate_step`)."""
         t0 = time.perf_counter()
-        try:
-            scores = self.reflector.score_fusion(sources, pending.images["fused"], task, step_rewards)
-        except ReflectionError as exc:  # the fused image stands; only its score is missing
-            return None, str(exc), time.perf_counter() - t0
-        return scores, None, time.perf_counter() - t0
+        later = self.reflector.score_fusion_later(helper, sources, pending.images["fused"], task, step_rewards)
+        return partial(_rating, later, time.perf_counter() - t0)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, *images: ImageLike | Sequence[ImageLike] | str, task: str | None = None,
@@ -676,46 +875,86 @@ class Agent:
         state = state0
         step_rewards: list[float] = []
 
+        helper = self._helper() if reflect and self.reflector.scorer is None else None
+        # steps run ahead on an output while the helper rates it, by (input key, action text)
+        ahead: dict[tuple[str, str], PendingStep] = {}
+
+        def run_ahead(state: State, action: Action) -> None:
+            """Run ``action`` on ``state`` now, for the attempt that follows if the step that made
+            ``state`` is accepted (discarded otherwise; a failure is left to that attempt)."""
+            if (state.key, action.text()) in ahead:
+                return
+            try:
+                ahead[(state.key, action.text())] = env.begin_step(state, action, task)
+            except Exception:  # noqa: BLE001 - the attempt runs it again and records the failure
+                return
+
         def attempt(action: Action, current: State, kind: str, n: int, why: str,
-                    rate: Callable[[PendingStep], Rating] | None = None
+                    rate: Callable[[PendingStep], Callable[[], Rating]] | None = None, then: Action | None = None
                     ) -> tuple[State | None, AgentStep, Rating | None]:
-            """Run ``action`` on ``current`` and record it. When it is rated (``rate``, the reflection),
-            a worker thread prepares what the rating needs of ``current`` while the tool runs, and
+            """Run ``action`` on ``current`` and record it. When it is rated (``rate``, the reflection):
+            with a helper process, the helper prepares and rates while this thread hashes the output
+            and runs ``then``, the action that follows if this one is accepted, on it; without one,
+            a worker thread prepares what the rating needs of ``current`` while the tool runs and
             hashes the output while the rating looks at it. The new state is None when the attempt failed."""
             nonlocal tool_seconds, hashing_seconds, preparing_seconds
             record = AgentStep(len(steps), kind, "failed", action.text(), why, n, input_key=current.key)
-            preparing = None
-            if rate is not None and kind == "step":
-                preparing = _background().submit(self.reflector.prepare, current.images,
-                                                 env.targets(current, action, task), task, action.task)
-            t0 = time.perf_counter()
-            try:
-                pending = env.begin_step(current, action, task)
-            except Exception as exc:  # a failing tool is a failed attempt, not a crash
-                record.seconds = time.perf_counter() - t0
-                tool_seconds += record.seconds
-                record.error = f"{type(exc).__name__}: {exc}"
-                return None, record, None
-            finally:
+            pending = ahead.pop((current.key, action.text()), None)
+            waited = 0.0
+            if pending is None:
+                preparing = None
+                if rate is not None and kind == "step":
+                    targets = env.targets(current, action, task)
+                    if helper is not None:
+                        self.reflector.prepare_later(helper, current.images, targets, task, action.task)
+                    else:
+                        preparing = _background().submit(self.reflector.prepare, current.images, targets, task,
+                                                          action.task)
                 t0 = time.perf_counter()
-                if preparing is not None:
-                    preparing.result()  # from here on the reflector is this thread's alone
-                waited = time.perf_counter() - t0
-                preparing_seconds += waited
+                try:
+                    pending = env.begin_step(current, action, task)
+                except Exception as exc:  # a failing tool is a failed attempt, not a crash
+                    record.seconds = time.perf_counter() - t0
+                    tool_seconds += record.seconds
+                    record.error = f"{type(exc).__name__}: {exc}"
+                    return None, record, None
+                finally:
+                    t0 = time.perf_counter()
+                    if preparing is not None:
+                        preparing.result()  # from here on the reflector is this thread's alone
+                    waited = time.perf_counter() - t0
+                    preparing_seconds += waited
             tool_seconds += pending.seconds
             record.seconds, record.cached = pending.seconds, pending.cached
-            hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
-            rating = rate(pending) if rate is not None else None
+            rating = None
+            if rate is not None and helper is not None:
+                hashing = _background().submit(pending.finish) if pending.result is None else None
+                later = rate(pending)  # thumbnails made here while the worker hashes
+                t0 = time.perf_counter()
+                try:
+                    new, _, _ = hashing.result() if hashing is not None else pending.finish()
+                except Exception as exc:  # the output state could not be created: as a failing tool
+                    record.error = f"{type(exc).__name__}: {exc}"
+                    return None, record, None
+                finally:
+                    hashing_seconds += time.perf_counter() - t0
+                if then is not None:
+                    run_ahead(new, then)
+                rating = later()
+            else:
+                hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
+                if rate is not None:
+                    rating = rate(pending)()
+                t0 = time.perf_counter()
+                try:
+                    new, _, _ = hashing.result() if hashing is not None else pending.finish()
+                except Exception as exc:  # the output state could not be created: as a failing tool
+                    record.error = f"{type(exc).__name__}: {exc}"
+                    return None, record, None
+                finally:
+                    hashing_seconds += time.perf_counter() - t0
             if rating is not None:  # the wait for the preparation is part of the reflection
                 rating = rating[0], rating[1], rating[2] + waited
-            t0 = time.perf_counter()
-            try:
-                new, _, _ = hashing.result() if hashing is not None else pending.finish()
-            except Exception as exc:  # the output state could not be created: as a failing tool
-                record.error = f"{type(exc).__name__}: {exc}"
-                return None, record, None
-            finally:
-                hashing_seconds += time.perf_counter() - t0
             record.output_key = new.key
             states[new.key] = new
             return new, record, rating
@@ -728,8 +967,9 @@ class Agent:
             done = False
             for n, action in enumerate(candidates):
                 why = "planned" if n == 0 else f"alternative {n} after rolling back {candidates[n - 1].text()}"
-                rate = partial(self._rate_step, state, action, task) if reflect else None
-                new, record, rating = attempt(action, state, "step", n, why, rate)
+                rate = partial(self._rate_step, state, action, task, helper) if reflect else None
+                then = queue[0][0] if queue else actions[-1]
+                new, record, rating = attempt(action, state, "step", n, why, rate, then)
                 steps.append(record)
                 if new is None:
                     continue
@@ -769,7 +1009,7 @@ class Agent:
         sources = [state0.images[r] for r in roles]
         for n, action in enumerate(candidates):
             why = "planned" if n == 0 else f"alternative {n} after {candidates[n - 1].text()} failed"
-            rate = partial(self._rate_fusion, sources, task, step_rewards) if reflect else None
+            rate = partial(self._rate_fusion, sources, task, step_rewards, helper) if reflect else None
             new, record, rating = attempt(action, state, "fusion", n, why, rate)
             steps.append(record)
             if new is None:
@@ -794,7 +1034,8 @@ class Agent:
             perception_seconds=perception_seconds, planning_seconds=planning_seconds,
             reflection_seconds=self.reflector.seconds - reflection_before + preparing_seconds, notes=notes,
             hashing_seconds=hashing_seconds, planning_tool_calls=planning_tool_calls,
-            planning_tool_seconds=planning_tool_seconds)
+            planning_tool_seconds=planning_tool_seconds,
+            discarded_tool_seconds=sum(p.seconds for p in ahead.values()))
 
     def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
         """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""

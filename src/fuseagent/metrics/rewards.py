@@ -681,7 +681,7 @@ def _alignment(before: np.ndarray, after: np.ndarray, other: np.ndarray, transfo
 
 
 def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config: RelationalConfig,
-            cache: RewardCache | None = None) -> Reward:
+            cache: RewardCache | None = None, fused_iqa: float | Callable[[], float] | None = None) -> Reward:
     if isinstance(sources, np.ndarray) or len(sources) < 2:
         raise InputError("fusion reward: 'before' must be a sequence of at least 2 source images")
     if task not in FUSION_TASKS:
@@ -725,7 +725,10 @@ def _fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str, config:
         best = max(ag(lumas_255, s) for s in lumas_255)
         terms["average_gradient"] = min(1.0, ag(lumas_255, fused_255) / best) if best > 0 else 1.0
     if config.iqa > 0:
-        terms["iqa"] = intrinsic_reward(fused, config.intrinsic).value
+        if fused_iqa is None:
+            terms["iqa"] = intrinsic_reward(fused, config.intrinsic).value
+        else:
+            terms["iqa"] = float(fused_iqa() if callable(fused_iqa) else fused_iqa)
     weights = {"structure": config.structure, "spatial_frequency": config.spatial_frequency,
                "average_gradient": config.average_gradient, "iqa": config.iqa}
     return Reward(_weighted(terms, weights), terms)
@@ -797,7 +800,8 @@ class HQAConfig:
 
 
 def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence[float | Reward] = (), *,
-        task: str = "ivif", config: HQAConfig | None = None, cache: RewardCache | None = None) -> Reward:
+        task: str = "ivif", config: HQAConfig | None = None, cache: RewardCache | None = None,
+        fused_iqa: float | Callable[[], float] | None = None) -> Reward:
     """Holistic quality assessment (HQA) of a trajectory's result, used to rank trajectories.
 
     Args:
@@ -808,6 +812,9 @@ def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence
         config: weights; defaults to :class:`HQAConfig()`.
         cache: a :class:`RewardCache` shared with the trajectory's step rewards (the same value;
             the sources' analyses are reused).
+        fused_iqa: the fused image's :func:`intrinsic_reward` (with ``config``'s intrinsic
+            configuration) when it is computed elsewhere, or a function giving it, called when
+            the term is needed (e.g. waiting for another process that computes it meanwhile).
 
     Returns:
         :class:`Reward` with the fusion terms, ``fusion`` (its combined value) and ``steps``.
@@ -816,7 +823,7 @@ def hqa(sources: Sequence[np.ndarray], fused: np.ndarray, step_rewards: Sequence
         InputError: a step reward outside ``[0, 1]``.
     """
     config = config or HQAConfig()
-    fusion = _fusion(sources, fused, task, config.relational, cache)
+    fusion = _fusion(sources, fused, task, config.relational, cache, fused_iqa)
     terms = {**fusion.terms, "fusion": fusion.value}
     weights = {"fusion": config.fusion}
     values = [float(r) for r in step_rewards]

@@ -25,6 +25,7 @@ from ..degrade.photometric import REFERENCE_GAMMA
 from ..degrade.severity import SCALES, level_of
 from ..errors import InputError
 from ..io import check_image, read_image, resize_to
+from ..offload import HelperError, offloadable
 from ..protocol import roles_for
 from .align import Alignment, estimate_alignment
 from .features import FEATURE_NAMES, image_features, luminance, pair_context
@@ -84,19 +85,41 @@ def _load(image: Any, name: str, modality: str) -> np.ndarray:
     return check_image(np.asarray(image), name)
 
 
-def measure(images: list[np.ndarray], task: str) -> Measurements:
-    """Compute every measured estimate of a pair (no classifier)."""
+@offloadable("perceive.image_features")
+def _image_features_in_helper(image: np.ndarray, modality: str) -> dict[str, float]:
+    return image_features(image, modality)
+
+
+def measure(images: list[np.ndarray], task: str, helper: Any = None) -> Measurements:
+    """Compute every measured estimate of a pair (no classifier).
+
+    ``helper``: a :class:`~fuseagent.offload.Helper` that measures the features of the larger
+    image while this process measures the other one and the alignment (the same values; when
+    the helper cannot answer, they are measured here).
+    """
     roles = roles_for(task, len(images))
     if len(images) != 2:
         raise InputError(f"perception takes a pair of images, got {len(images)}")
     moving_role, ref_role = moving_and_reference(task, roles)
+    modalities = ["ir" if r == "ir" else "vis" for r in roles]
+    far = None
+    if helper is not None:
+        i_far = int(images[0].size > images[1].size) if images[0].size != images[1].size else 1
+        far = (i_far, helper.submit("perceive.image_features", images[i_far], modalities[i_far]))
     grays = [luminance(im) for im in images]
-    dicts = [image_features(im, "ir" if r == "ir" else "vis", gray) for r, im, gray in zip(roles, images, grays)]
-    feats = np.array([[d[n] for n in FEATURE_NAMES] for d in dicts])
+    dicts: list[dict[str, float] | None] = [
+        None if far is not None and i == far[0] else image_features(im, modalities[i], grays[i])
+        for i, im in enumerate(images)]
     i_ref, i_mov = roles.index(ref_role), roles.index(moving_role)
     ref, mov = images[i_ref], images[i_mov]
     scale = float(np.sqrt(mov.shape[0] * mov.shape[1] / (ref.shape[0] * ref.shape[1])))
     alignment = estimate_alignment(grays[i_ref], grays[i_mov])
+    if far is not None:
+        try:
+            dicts[far[0]] = far[1].result()
+        except HelperError:  # the helper is gone: measure here
+            dicts[far[0]] = image_features(images[far[0]], modalities[far[0]], grays[far[0]])
+    feats = np.array([[d[n] for n in FEATURE_NAMES] for d in dicts])
     # Relations are measured at a reduced size (work width 256) on luminance, the moving image warped there.
     h, w = ref.shape[:2]
     k = min(1.0, 256.0 / w)
@@ -174,7 +197,8 @@ def _measured_value(kind: str, f: dict[str, float]) -> float:
     return float(f["frac_clipped"])  # over_exposure
 
 
-def perceive(a: Any, b: Any, task: str = "ivif", *, model: DegradationModel | None = None) -> PerceptionReport:
+def perceive(a: Any, b: Any, task: str = "ivif", *, model: DegradationModel | None = None,
+             helper: Any = None) -> PerceptionReport:
     """Perceive the degradations of a fusion pair.
 
     Args:
@@ -182,6 +206,7 @@ def perceive(a: Any, b: Any, task: str = "ivif", *, model: DegradationModel | No
         b: second image (IVIF: visible; MEF/MFF: image B).
         task: ``ivif``, ``mef`` or ``mff``.
         model: classifier to use (default: the shipped weights).
+        helper: a :class:`~fuseagent.offload.Helper` that measures one image meanwhile (:func:`measure`).
 
     Returns:
         A :class:`PerceptionReport`.
@@ -203,7 +228,7 @@ def perceive(a: Any, b: Any, task: str = "ivif", *, model: DegradationModel | No
     roles = roles_for(task, 2)
     images = [_load(im, f"image {r}", "ir" if r == "ir" else "vis") for im, r in zip((a, b), roles)]
     model = model or load_model()
-    m = measure(images, task)
+    m = measure(images, task, helper)
     prob, severity = model.predict(m.features)
     prob = pool_scene_types(prob, model.types, task)
     per_image = []

@@ -1,0 +1,161 @@
+"""The helper process: calls and replies, errors, death, the switch; the agent and perception with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuseagent import offload
+from fuseagent.agent import Agent, Reflector, perception_report
+from fuseagent.errors import InputError
+from fuseagent.execute import Environment
+from fuseagent.metrics.rewards import HQAConfig, intrinsic_reward
+from fuseagent.offload import Helper, HelperError
+from fuseagent.plan import Findings, FixedPlanner
+from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
+
+
+@pytest.fixture(scope="module")
+def helper() -> Helper:
+    h = offload.helper()
+    if h is None or not h.wait_ready(60):
+        pytest.fail("the helper process did not start")
+    return h
+
+
+@pytest.fixture
+def pair(camera) -> list[np.ndarray]:
+    ir = camera[180:276, 160:288].copy()
+    vis = np.clip(camera[180:276, 160:288] * 0.6 + np.random.default_rng(5).normal(0, 0.05, ir.shape), 0, 1)
+    return [ir, vis.astype(np.float32)]
+
+
+class TestHelper:
+    def test_round_trip_of_arrays(self, helper):
+        x = np.random.default_rng(0).random((40, 30, 3)).astype(np.float32)
+        back = helper.submit("offload.echo", {"x": x, "n": 3}).result(30)
+        assert back["n"] == 3 and back["x"].dtype == np.float32 and np.array_equal(back["x"], x)
+
+    def test_the_functions_exception_comes_back(self, helper):
+        with pytest.raises(InputError, match="too small"):
+            helper.submit("agent.fused_iqa", np.zeros((4, 4), np.float32)).result(30)
+        with pytest.raises(KeyError, match="no.such"):
+            helper.submit("no.such", 1).result(30)
+        assert helper.submit("offload.echo", 7).result(30) == 7  # still serving
+
+    def test_unpicklable_argument_fails_its_call_only(self, helper):
+        future = helper.submit("offload.echo", lambda: 1)
+        with pytest.raises(HelperError, match="cannot send offload.echo"):
+            future.result(1)
+        assert helper.alive and helper.submit("offload.echo", 8).result(30) == 8
+
+    def test_computes_what_this_process_computes(self, helper, pair):
+        value, cpu = helper.submit("agent.fused_iqa", pair[1]).result(30)
+        assert value == intrinsic_reward(pair[1], HQAConfig().relational.intrinsic).value and cpu > 0
+
+    def test_a_dead_helper_fails_pending_and_later_calls(self):
+        own = Helper()
+        assert own.wait_ready(60)
+        own._process.kill()
+        own._process.wait()
+        with pytest.raises(HelperError, match="exited|unreachable"):
+            own.submit("offload.echo", 1).result(10)
+        assert not own.alive and not own.ready()
+        with pytest.raises(HelperError):
+            own.submit("offload.echo", 2).result(1)
+        own.close()
+
+    def test_switch_disables_it(self, monkeypatch):
+        for off in ("0", "no", "False", "off"):
+            monkeypatch.setenv(offload.ENV_SWITCH, off)
+            assert offload.helper() is None and not offload.offload_enabled()
+        monkeypatch.setenv(offload.ENV_SWITCH, "1")
+        assert offload.offload_enabled()
+
+
+@pytest.fixture
+def blackout_tool():
+    """A harmful tool (returns black) that real reflection rolls back, removed after the test."""
+    load_builtin_tools()
+
+    class Black(ImageTool):
+        card = ToolCard("denoise", "zz_black", "returns black (harmful)", cost="low")
+
+        def process(self, image):
+            return np.zeros_like(image)
+
+    register_tool(Black)
+    yield
+    TOOLS._entries.pop("denoise.zz_black", None)
+
+
+def _run(pair, plan: str, offload_: bool, helper_=None, **kw):
+    agent = Agent(planner=FixedPlanner(plan), perceive=False, offload=offload_, environment=Environment(),
+                  reflect_size=64, **kw)
+    return agent.run(*pair, "ivif")
+
+
+def _same_records(a, b) -> None:
+    assert [(s.kind, s.status, s.action, s.attempt, s.reward, s.scores, s.input_key, s.output_key, s.error)
+            for s in a.steps] == [(s.kind, s.status, s.action, s.attempt, s.reward, s.scores, s.input_key,
+                                   s.output_key, s.error) for s in b.steps]
+    assert a.trajectory == b.trajectory and np.array_equal(a.fused, b.fused)
+
+
+class TestAgentWithHelper:
+    PLAN = ("[task:denoise][model:wavelet][on:vis] -> [task:lighten][model:clahe][on:vis] -> "
+            "[task:registration][model:ecc][on:ir] -> [task:fusion][model:laplacian]")
+
+    def test_same_decisions_and_values_as_rating_here(self, helper, pair):
+        here = _run(pair, self.PLAN, False)
+        there = _run(pair, self.PLAN, True)
+        _same_records(here, there)
+        assert there.tool_calls == here.tool_calls
+        rolled_back = [s for s in there.steps if s.status == "rolled_back"]
+        assert rolled_back and (there.discarded_tool_seconds > 0)  # the step run ahead on it was not used
+        assert there.steps[-1].reward is not None and there.reflection_seconds > 0
+
+    def test_a_rolled_back_step_discards_the_step_run_ahead(self, helper, pair, blackout_tool):
+        plan = "[task:denoise][model:zz_black][on:vis] -> [task:lighten][model:clahe][on:vis] -> [task:fusion][model:gff]"
+        here = _run(pair, plan, False)
+        there = _run(pair, plan, True)
+        _same_records(here, there)
+        black = there.steps[1]
+        assert black.action.endswith("[model:zz_black][on:vis]") and black.status == "rolled_back"
+        # CLAHE ran ahead on the black image while it was rated, and was thrown away
+        assert there.discarded_tool_seconds > 0 and here.discarded_tool_seconds == 0
+        assert there.tool_calls == here.tool_calls
+        assert there.trace()["agent"]["discarded_tool_seconds"] == round(there.discarded_tool_seconds, 4)
+
+    def test_a_helper_that_dies_leaves_the_rating_to_this_process(self, helper, pair, monkeypatch):
+        dead = Helper()
+        assert dead.wait_ready(60)
+        monkeypatch.setattr("fuseagent.agent.offload_helper", lambda: dead)
+        later = Reflector(max_side=64).score_step_later(dead, {"ir": pair[0], "vis": pair[1]},
+                                                        {"ir": pair[0], "vis": pair[1] * 0.5}, ["vis"], "ivif",
+                                                        "lighten")
+        dead._process.kill()
+        dead._process.wait()
+        expected = Reflector(max_side=64).score_step({"ir": pair[0], "vis": pair[1]},
+                                                     {"ir": pair[0], "vis": pair[1] * 0.5}, ["vis"], "ivif",
+                                                     "lighten")
+        assert later() == expected
+        _same_records(_run(pair, self.PLAN, False), _run(pair, self.PLAN, True))
+
+    def test_fusion_score_with_the_helper_is_hqa(self, helper, pair):
+        fused = (pair[0] + pair[1]) / 2
+        later = Reflector(max_side=64).score_fusion_later(helper, pair, fused, "ivif", [0.6])
+        assert later() == Reflector(max_side=64).score_fusion(pair, fused, "ivif", [0.6])
+
+    def test_perception_with_the_helper_is_the_same_report(self, helper, pair, astronaut):
+        for images, task in ((pair, "ivif"), ([astronaut[:128, :160], np.clip(astronaut[:128, :160] * 1.6, 0, 1)], "mef")):
+            with_helper = perception_report(images, task, helper)
+            alone = perception_report(images, task)
+            with_helper.pop("seconds"), alone.pop("seconds")
+            assert with_helper == alone
+
+    def test_expert_run_with_perception(self, helper, pair):
+        findings = Findings({"vis": {"noise": 3, "low_light": 2}})
+        here = Agent(planner="expert", offload=False, reflect_size=64).run(*pair, "ivif", findings=findings)
+        there = Agent(planner="expert", reflect_size=64).run(*pair, "ivif", findings=findings)
+        _same_records(here, there)
