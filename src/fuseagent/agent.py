@@ -856,7 +856,7 @@ class Agent:
 
         t0 = time.perf_counter()
         context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
-                              experience=self.experience, seed=self.seed, environment=env)
+                              experience=self.experience, seed=self.seed, environment=env, helper=self._helper())
         executed_before, tools_before = env.cache.misses, env.tool_seconds
         proposal = propose(self.planner, context)
         planning_tool_calls = env.cache.misses - executed_before  # planners that search (oracle, best-of-K)
@@ -879,15 +879,28 @@ class Agent:
         # steps run ahead on an output while the helper rates it, by (input key, action text)
         ahead: dict[tuple[str, str], PendingStep] = {}
 
-        def run_ahead(state: State, action: Action) -> None:
-            """Run ``action`` on ``state`` now, for the attempt that follows if the step that made
-            ``state`` is accepted (discarded otherwise; a failure is left to that attempt)."""
-            if (state.key, action.text()) in ahead:
-                return
+        discarded = 0.0  # seconds of steps run ahead and not kept
+
+        def run_ahead(output: PendingStep, action: Action) -> PendingStep | None:
+            """Run ``action`` now on an output whose state is still being hashed, for the attempt
+            that follows if the step that made it is accepted (None when it failed: that attempt
+            runs it again and records the failure)."""
             try:
-                ahead[(state.key, action.text())] = env.begin_step(state, action, task)
-            except Exception:  # noqa: BLE001 - the attempt runs it again and records the failure
+                return env.execute(output.images, output.masks, action, task)
+            except Exception:  # noqa: BLE001 - recorded by the attempt that runs it
+                return None
+
+        def keep_ahead(state: State, action: Action, early: PendingStep | None) -> None:
+            """Keep ``early`` (``action`` run ahead on ``state``'s images) for that attempt, unless
+            the step cache already answers it (as it would have without running ahead)."""
+            nonlocal discarded
+            if early is None:
                 return
+            step = early.keyed(state)
+            if step.key in env.cache or (state.key, action.text()) in ahead:
+                discarded += step.seconds
+                return
+            ahead[(state.key, action.text())] = step
 
         def attempt(action: Action, current: State, kind: str, n: int, why: str,
                     rate: Callable[[PendingStep], Callable[[], Rating]] | None = None, then: Action | None = None
@@ -928,8 +941,10 @@ class Agent:
             record.seconds, record.cached = pending.seconds, pending.cached
             rating = None
             if rate is not None and helper is not None:
+                # the helper rates, the worker hashes the output, and this thread runs the next step on it
                 hashing = _background().submit(pending.finish) if pending.result is None else None
-                later = rate(pending)  # thumbnails made here while the worker hashes
+                later = rate(pending)
+                early = run_ahead(pending, then) if then is not None else None
                 t0 = time.perf_counter()
                 try:
                     new, _, _ = hashing.result() if hashing is not None else pending.finish()
@@ -939,7 +954,7 @@ class Agent:
                 finally:
                     hashing_seconds += time.perf_counter() - t0
                 if then is not None:
-                    run_ahead(new, then)
+                    keep_ahead(new, then, early)
                 rating = later()
             else:
                 hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
@@ -1035,7 +1050,7 @@ class Agent:
             reflection_seconds=self.reflector.seconds - reflection_before + preparing_seconds, notes=notes,
             hashing_seconds=hashing_seconds, planning_tool_calls=planning_tool_calls,
             planning_tool_seconds=planning_tool_seconds,
-            discarded_tool_seconds=sum(p.seconds for p in ahead.values()))
+            discarded_tool_seconds=discarded + sum(p.seconds for p in ahead.values()))
 
     def replay(self, trace: Mapping[str, Any], *images: ImageLike) -> ExecutionResult:
         """Re-run a saved trace's accepted trajectory on its images (bit-for-bit the same output)."""

@@ -8,6 +8,8 @@ reuses the prefix's states instead of recomputing them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import time
@@ -144,7 +146,7 @@ class PendingStep:
     """
 
     env: Environment
-    state: State
+    state: State | None
     action: Action
     key: str
     images: Mapping[str, np.ndarray]
@@ -154,6 +156,10 @@ class PendingStep:
     seconds: float
     cached: bool
     result: tuple[State, StepRecord, bool] | None = None
+
+    def keyed(self, state: State) -> PendingStep:
+        """This step as run on ``state`` (whose images it was run on, hashed since), under its cache key."""
+        return dataclasses.replace(self, state=state, key=self.env.cache.key(state, self.action))
 
     def finish(self) -> tuple[State, StepRecord, bool]:
         """The output state (hashed once), its step record and whether it was cached."""
@@ -224,6 +230,9 @@ class StepCache:
     @staticmethod
     def _size(state: State) -> int:
         return sum(a.nbytes for a in state.images.values()) + sum(a.nbytes for a in state.masks.values())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
 
     def get(self, key: str) -> tuple[State, dict[str, Any]] | None:
         item = self._data.get(key)
@@ -339,19 +348,26 @@ class Environment:
         :meth:`PendingStep.finish` (content hashing, caching)."""
         key = self.cache.key(state, action)
         hit = self.cache.get(key)
-        roles = list(state.images)
         if hit is not None:
             new, info = hit
             targets = self.targets(state, action, task)
             record = StepRecord(0, action.text(), action.tool, targets, 0.0, True, state.key, new.key, info)
             return PendingStep(self, state, action, key, new.images, new.masks, targets, info, 0.0, True,
                                (new, record, True))
+        return self.execute(state.images, state.masks, action, task, state, key)
+
+    def execute(self, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], action: Action, task: str,
+                state: State | None = None, key: str = "") -> PendingStep:
+        """Run ``action``'s tool on ``images`` and ``masks`` (no cache lookup): the output as a
+        :class:`PendingStep` of ``state`` (the state those images make) under the cache key
+        ``key``. Without ``state`` (not hashed yet), :meth:`PendingStep.keyed` gives it later."""
         tool = self.tool(action.tool)
         card = tool.card
         params = dict(action.params)
+        roles = list(images)
         targets = resolve_targets(action.target, card.inputs, task, roles)
-        images = dict(state.images)
-        masks = dict(state.masks)
+        images = dict(images)
+        masks = dict(masks)
         info: dict[str, Any] = {}
         t0 = time.perf_counter()
         try:

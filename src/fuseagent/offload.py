@@ -37,12 +37,18 @@ from typing import Any, BinaryIO
 
 from .errors import FuseAgentError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["Helper", "HelperError", "helper", "offloadable", "offload_enabled", "ENV_SWITCH"]
 
 #: environment variable that disables the helper process when set to 0, no, false or off
 ENV_SWITCH = "FUSEAGENT_OFFLOAD"
 #: modules whose import registers the functions a helper may run
-HELPER_MODULES: tuple[str, ...] = ("fuseagent.offload", "fuseagent.agent", "fuseagent.perceive")
+HELPER_MODULES: tuple[str, ...] = ("fuseagent.offload", "fuseagent.agent", "fuseagent.perceive",
+                                   "fuseagent.plan.oracle")
 _HEADER = struct.Struct("<Q")
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
@@ -89,6 +95,23 @@ def _read(stream: BinaryIO) -> Any:
     return pickle.loads(data)
 
 
+#: Linux's fcntl command that sets a pipe's buffer size (not named in the fcntl module before Python 3.10 on every platform)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031) if fcntl is not None else None
+#: buffer asked for each pipe (Linux allows 1 MiB to unprivileged processes by default)
+PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(stream: Any) -> None:
+    """Let a pipe hold a thumbnail or a grey 640×480 frame whole, so that a write returns before
+    the reader has read it (Linux only; elsewhere the default buffer stays)."""
+    if _F_SETPIPE_SZ is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:  # a smaller system limit: keep the default
+        pass
+
+
 class Helper:
     """One helper process and the calls it has not answered yet (safe to use from several threads)."""
 
@@ -96,6 +119,8 @@ class Helper:
         env = dict(os.environ, **{ENV_SWITCH: "0"})  # a helper starts no helper of its own
         self._process = subprocess.Popen([sys.executable, "-m", "fuseagent.offload"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        for stream in (self._process.stdin, self._process.stdout):
+            _widen_pipe(stream)
         self._lock = threading.Lock()
         self._pending: dict[int, Future] = {}
         self._next = 0

@@ -26,13 +26,15 @@ import numpy as np
 
 from ..errors import InputError
 from ..execute import Environment, State
+from ..offload import HelperError, offloadable
 from ..protocol import Action, Trajectory
 from .base import PlanContext, Planner, PlannerCard, register_planner
 from .expert import expert_actions
 from .library import candidate_models
 from .predefined import predefined_plan
 
-__all__ = ["OraclePlanner", "hqa_score", "downscaled_hqa_scorer", "candidate_prefixes", "score_trajectories"]
+__all__ = ["OraclePlanner", "hqa_score", "downscaled_hqa_scorer", "candidate_prefixes", "score_trajectories",
+           "helper_hqa_scorer"]
 
 FusedScorer = Callable[[np.ndarray, Sequence[np.ndarray], str, Sequence[float]], float]
 
@@ -74,6 +76,36 @@ def downscaled_hqa_scorer(max_side: int) -> FusedScorer:
 
     def score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
         return hqa_score(small(fused), [small(s) for s in sources], task, step_rewards, cache)
+
+    return score
+
+
+_HELPER_CACHE: Any = None
+
+
+@offloadable("oracle.hqa")
+def _hqa_in_helper(fused: np.ndarray, sources: list[np.ndarray], task: str, step_rewards: list[float]) -> float:
+    """:func:`hqa_score` in the helper process, with one cache for all its calls (content-keyed)."""
+    global _HELPER_CACHE
+    if _HELPER_CACHE is None:
+        from ..metrics.rewards import RewardCache
+
+        _HELPER_CACHE = RewardCache()
+    return hqa_score(fused, sources, task, step_rewards, _HELPER_CACHE)
+
+
+def helper_hqa_scorer(helper: Any) -> FusedScorer:
+    """:func:`hqa_score` computed in a helper process (:mod:`fuseagent.offload`): the same value,
+    computed while this process runs tools; here when the helper cannot answer."""
+    from ..metrics.rewards import RewardCache
+
+    here = functools.partial(hqa_score, cache=RewardCache())
+
+    def score(fused: np.ndarray, sources: Sequence[np.ndarray], task: str, step_rewards: Sequence[float] = ()) -> float:
+        try:
+            return float(helper.submit("oracle.hqa", fused, list(sources), task, list(step_rewards)).result())
+        except HelperError:
+            return here(fused, sources, task, step_rewards)
 
     return score
 
@@ -151,7 +183,7 @@ class OraclePlanner(Planner):
         prefixes = candidate_prefixes(slots, models, self.max_prefixes)
         t0 = time.perf_counter()
         trajectories = [prefix + (Action("fusion", model),) for prefix in prefixes for model in fusions]
-        results = score_trajectories(env, state0, context.task, trajectories, self.scorer)
+        results = score_trajectories(env, state0, context.task, trajectories, self.scorer, helper=context.helper)
         scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
         if not scored:
             raise RuntimeError("the oracle found no trajectory that runs on these images")
@@ -164,7 +196,8 @@ class OraclePlanner(Planner):
 
 
 def score_trajectories(env: Environment, state0: State, task: str, trajectories: Sequence[Sequence[Action]],
-                       scorer: FusedScorer | None = None, *, in_flight: int = 2) -> list[dict[str, Any]]:
+                       scorer: FusedScorer | None = None, *, in_flight: int = 2, helper: Any = None
+                       ) -> list[dict[str, Any]]:
     """Execute and score candidate trajectories (pre-fusion steps, then a fusion step) from ``state0``.
 
     Prefixes shared by several candidates are executed and rated once; a prefix whose tool fails or
@@ -180,12 +213,18 @@ def score_trajectories(env: Environment, state0: State, task: str, trajectories:
     (tools and the metrics' filtering hold no GIL). At most ``in_flight`` scorings wait; beyond
     that, and at the end, this thread scores the newest one the worker has not started (so the
     scorer must allow two calls at once). The scores are the ones computed one after the other.
+
+    With a ``helper`` process (:mod:`fuseagent.offload`) and the default scorer, the worker has
+    the helper score (:func:`helper_hqa_scorer`: no GIL shared with the tools here) and this
+    thread still scores the newest waiting ones itself.
     """
     from ..agent import WORKER_PREFIX, Reflector, _background
     from ..metrics.rewards import RewardCache
 
+    far = None
     if scorer is None or scorer is hqa_score:  # the candidates sharing a prefix share its states' analyses
         scorer = functools.partial(hqa_score, cache=RewardCache())
+        far = helper_hqa_scorer(helper) if helper is not None else None
     reflector = Reflector()
     paths: dict[tuple[Action, ...], tuple[State, list[float]] | None] = {(): (state0, [])}
     results: list[dict[str, Any]] = []
@@ -221,7 +260,7 @@ def score_trajectories(env: Environment, state0: State, task: str, trajectories:
                 result["error"] = str(exc)
                 continue
             args = (fused_state.images["fused"], list(state.images.values()), task, rewards)
-            scoring.append((result, worker.submit(scorer, *args), args))
+            scoring.append((result, worker.submit(far or scorer, *args), args))
             while scoring and scoring[0][1].done():
                 collect()
             while len(scoring) > max(0, int(in_flight)):
