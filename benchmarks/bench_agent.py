@@ -64,15 +64,15 @@ def make_planner(spec: str) -> Planner:
 
 
 def measure(spec: str, ir: np.ndarray, vis: np.ndarray, repeats: int, reflect_size: int = 256,
-            findings: Findings | None = None) -> dict[str, float]:
+            findings: Findings | None = None, offload: bool = True) -> dict[str, float]:
     """Median figures of ``repeats`` runs. One planner serves every run (its weights are loaded once,
     as in a process that fuses many pairs); tool time is every tool's, the ones a planner ran
-    while planning (best of K) included."""
+    while planning (best of K) included. ``offload``: the agent uses the helper process."""
     rows = []
     planner = make_planner(spec)
-    Agent(planner=planner, reflect_size=reflect_size).run(ir, vis, "ivif", findings=findings)  # loads its weights
+    Agent(planner=planner, reflect_size=reflect_size, offload=offload).run(ir, vis, "ivif", findings=findings)
     for _ in range(repeats):
-        agent = Agent(planner=planner, environment=Environment(), reflect_size=reflect_size)
+        agent = Agent(planner=planner, environment=Environment(), reflect_size=reflect_size, offload=offload)
         t0 = time.perf_counter()
         result = agent.run(ir, vis, "ivif", findings=findings)
         result.trace()
@@ -100,10 +100,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--planners", default="expert,predefined")
     parser.add_argument("--reflect-sizes", default="256,128", help="reflection thumbnail sizes to compare")
+    parser.add_argument("--offload", default="on,off",
+                        help="with (on) and/or without (off) the helper process (fuseagent.offload)")
     parser.add_argument("--note", default="", help="a paragraph added under the table (e.g. earlier figures)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     ir, vis = load_pair()
+    modes = [m.strip() == "on" for m in args.offload.split(",")]
+    if any(modes):
+        from fuseagent.offload import helper
+
+        started = helper()
+        if started is None or not started.wait_ready(120):
+            raise SystemExit("the helper process did not start (FUSEAGENT_OFFLOAD=0?): run with --offload off")
     Agent(planner="predefined").run(ir, vis, "ivif")  # warm-up: imports, model weights
     no_perception = perception_error(ir, vis)
     if no_perception:
@@ -119,16 +128,18 @@ def main() -> None:
             findings = None
             if no_perception and make_planner(planner).card.uses_perception:
                 findings, label = KNOWN_FINDINGS, label + ", known findings: no perception"
-            results[label] = m = measure(planner, ir, vis, args.repeats, size, findings)
-            print(f"{label:32s} wall {m['wall']:.3f}s tools {m['tools']:.3f}s overhead {m['overhead']:.3f}s "
-                  f"({m['share']:.1%}) perception {m['perception']:.3f}s reflection {m['reflection']:.3f}s "
-                  f"(CPU {m['reflection_cpu']:.3f}s) hashing {m['hashing']:.3f}s rest {m['rest']:.3f}s", flush=True)
+            for offload in modes:
+                row = label if offload else label + ", no helper process"
+                results[row] = m = measure(planner, ir, vis, args.repeats, size, findings, offload)
+                print(f"{row:32s} wall {m['wall']:.3f}s tools {m['tools']:.3f}s overhead {m['overhead']:.3f}s "
+                      f"({m['share']:.1%}) perception {m['perception']:.3f}s reflection {m['reflection']:.3f}s "
+                      f"(CPU {m['reflection_cpu']:.3f}s) hashing {m['hashing']:.3f}s rest {m['rest']:.3f}s", flush=True)
     load_after = os.getloadavg()
     from _report import machine, update_section
 
     lines = ["## Agent overhead on a 640×480 pair", "",
              f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python benchmarks/bench_agent.py --repeats {args.repeats} "
-             f"--planners {args.planners} --reflect-sizes {args.reflect_sizes}` "
+             f"--planners {args.planners} --reflect-sizes {args.reflect_sizes} --offload {args.offload}` "
              f"(median of {args.repeats} runs, each in a fresh environment so that every tool runs; one warm-up run "
              "per row first). Input: the bundled TNO pair `tno_08` resized to 640×480, the visible image darkened and "
              "noisy. One planner object serves a row's runs (the learned policy's weights are loaded once, as "
@@ -140,11 +151,19 @@ def main() -> None:
              "probable plans executed (shared prefixes once) and the one with the highest HQA kept, without "
              "reflection; its planning s is planning minus those tools (the policy, the candidates' step rewards, "
              "the full-resolution HQA of each candidate's result that the run waited for). "
-             "Overhead share = overhead / wall time. The agent's worker thread prepares "
+             "Overhead share = overhead / wall time. By default the agent works with a helper process "
+             "(`fuseagent.offload`, started once per process and waited for before measuring): it measures "
+             "the larger image's perception features while the agent measures the other one and the "
+             "alignment; it rates each step while the agent hashes the step's output in its worker thread "
+             "and runs the next planned step on it (kept when the step is accepted; a step run ahead and "
+             "not kept counts as overhead, not tool time); it computes the fused image's no-reference "
+             "term while the agent computes HQA's fusion terms; and it scores best-of-K candidates. Rows "
+             "marked 'no helper process' run `Agent(offload=False)`, where the agent's worker thread "
+             "prepares "
              "each step's rating while its tool runs and hashes states while they are rated or perceived: "
              "reflection s and hashing s are the time the run waited for them (rating, and waiting for a "
              "preparation; waiting for a content hash), reflection CPU s the CPU time of the reflection in "
-             "whichever thread (on a shared machine the wall seconds also count waiting for a core); rest s = "
+             "whichever thread or process (on a shared machine the wall seconds also count waiting for a core); rest s = "
              "overhead minus perception, planning, reflection and hashing (step bookkeeping, the planner's "
              "alternatives, the trace).",
              ""]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,11 @@ class TestHelper:
         x = np.random.default_rng(0).random((40, 30, 3)).astype(np.float32)
         back = helper.submit("offload.echo", {"x": x, "n": 3}).result(30)
         assert back["n"] == 3 and back["x"].dtype == np.float32 and np.array_equal(back["x"], x)
+
+    def test_it_runs_this_very_package(self, helper):
+        import fuseagent
+
+        assert helper.submit("offload.package").result(30) == str(Path(fuseagent.__file__).resolve().parent)
 
     def test_the_functions_exception_comes_back(self, helper):
         with pytest.raises(InputError, match="too small"):

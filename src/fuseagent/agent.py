@@ -10,12 +10,18 @@ model for that task is tried, as
 in AgenticIR (Zhu et al., 2024). A task whose every candidate fails is rescheduled once to the
 end of the queue, then dropped. The fusion step falls back to the next operator if it fails.
 
-Work that does not wait on the agent's decisions runs in a worker thread beside the work that
-does, where the other holds no GIL: while a step's tool runs (tools release the GIL), the
-worker computes what rating the step needs of its input (:meth:`Reflector.prepare`); while the
-step is rated, it content-hashes the output (``hashlib`` releases the GIL); and it hashes the
-inputs while perception looks at them. Every decision and value is the one computed in order;
-on a machine with a free core these parts cost the run no time.
+Work that does not wait on the agent's decisions runs beside the work that does. With the helper
+process (:mod:`fuseagent.offload`, the default once it has started): the helper measures one
+image's perception features while this process measures the other and the alignment; it rates
+each step while this process's worker thread content-hashes the step's output and this thread
+runs the next planned step on it (kept when the step is accepted, discarded when it is rolled
+back); and it computes the fused image's no-reference term while this thread computes HQA's
+fusion terms. Without it, a worker thread does what holds no GIL: while a step's tool runs,
+it computes what rating the step needs of its input (:meth:`Reflector.prepare`), and while
+the step is rated, it hashes the output (``hashlib`` releases the GIL). Either way the worker
+hashes the inputs while perception looks at them, and every decision and value is the one
+computed in order (tools must not change their input arrays in place: a step may run on an
+output while it is hashed).
 
 Every attempt is a JSON-safe :class:`AgentStep`; :meth:`AgentResult.trace` is an execution trace
 (``fuseagent.trace/1``) of the accepted trajectory plus the agent's records, so

@@ -72,6 +72,12 @@ def _echo(value: Any) -> Any:
     return value
 
 
+@offloadable("offload.package")
+def _package() -> str:
+    """Where the helper found this package (it must be the caller's)."""
+    return os.path.dirname(os.path.abspath(__file__))
+
+
 def offload_enabled() -> bool:
     """False when ``FUSEAGENT_OFFLOAD`` says no (0, no, false, off)."""
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "no", "false", "off")
@@ -117,6 +123,9 @@ class Helper:
 
     def __init__(self) -> None:
         env = dict(os.environ, **{ENV_SWITCH: "0"})  # a helper starts no helper of its own
+        # the helper imports this very package, wherever this process found it
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
         self._process = subprocess.Popen([sys.executable, "-m", "fuseagent.offload"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         for stream in (self._process.stdin, self._process.stdout):
