@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fuseagent import offload
-from fuseagent.agent import Agent, Reflector, perception_report
+from fuseagent.agent import Agent, Reflector, RunAhead, perception_report
 from fuseagent.errors import InputError
 from fuseagent.execute import Environment
 from fuseagent.metrics.rewards import HQAConfig, intrinsic_reward
@@ -99,6 +99,7 @@ def blackout_tool():
 def _run(pair, plan: str, offload_: bool, helper_=None, **kw):
     agent = Agent(planner=FixedPlanner(plan), perceive=False, offload=offload_, environment=Environment(),
                   reflect_size=64, **kw)
+    agent.run_ahead = RunAhead()  # no statistics from other tests: these cheap tools always run ahead
     return agent.run(*pair, "ivif")
 
 
@@ -166,3 +167,42 @@ class TestAgentWithHelper:
         here = Agent(planner="expert", offload=False, reflect_size=64).run(*pair, "ivif", findings=findings)
         there = Agent(planner="expert", reflect_size=64).run(*pair, "ivif", findings=findings)
         _same_records(here, there)
+
+
+class TestRunAhead:
+    def test_a_tool_faster_than_the_rating_always_runs_ahead(self):
+        policy = RunAhead(rating_seconds=0.010)
+        policy.observe_tool("lighten.clahe", 1_000_000, 0.005)
+        for _ in range(50):
+            policy.observe_outcome("denoise.nlm", False)  # even after a tool that is always rolled back
+        assert policy.worth("denoise.nlm", "lighten.clahe", 640 * 480)
+
+    def test_a_long_tool_runs_ahead_only_after_tools_rarely_rolled_back(self):
+        policy = RunAhead(rating_seconds=0.010)
+        policy.observe_tool("registration.sift", 307_200, 0.080)  # t = 80 ms against r = 10 ms
+        assert policy.tool_seconds("registration.sift", 307_200) == pytest.approx(0.080)
+        assert policy.acceptance("sr.lanczos") == 0.75  # the prior: 3 of 4
+        assert not policy.worth("sr.lanczos", "registration.sift", 307_200)  # 0.75·10 < 0.25·70
+        for _ in range(26):
+            policy.observe_outcome("sr.lanczos", True)
+        assert policy.acceptance("sr.lanczos") == pytest.approx(29 / 30)
+        assert policy.worth("sr.lanczos", "registration.sift", 307_200)  # 29/30·10 ≥ 1/30·70
+
+    def test_estimates_follow_measurements(self):
+        policy = RunAhead(rating_seconds=0.010)
+        assert policy.tool_seconds("denoise.nlm", 1_000_000) == RunAhead.COST_SECONDS["medium"]  # its cost class
+        assert policy.tool_seconds("no.such", 1_000_000) == RunAhead.COST_SECONDS["high"]
+        policy.observe_tool("denoise.nlm", 500_000, 0.1)
+        policy.observe_tool("denoise.nlm", 500_000, 0.2)
+        assert policy.tool_seconds("denoise.nlm", 1_000_000) == pytest.approx(0.2 + 0.3 * (0.4 - 0.2))
+        policy.observe_rating(0.020)
+        assert policy.rating_seconds == pytest.approx(0.010 + 0.3 * 0.010)
+
+    def test_the_agent_learns_outcomes_and_times(self, helper, pair, blackout_tool):
+        agent = Agent(planner=FixedPlanner("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]"),
+                      perceive=False, environment=Environment(), reflect_size=64)
+        agent.run_ahead = policy = RunAhead()
+        agent.run(*pair, "ivif")
+        assert policy.outcomes["denoise.zz_black"] == [0.0, 1.0]  # rolled back
+        assert sum(policy.outcomes[k][0] for k in policy.outcomes) == 1.0  # its alternative was accepted
+        assert "denoise.zz_black" in policy.seconds_per_megapixel and "fusion.gff" in policy.seconds_per_megapixel

@@ -14,8 +14,8 @@ Work that does not wait on the agent's decisions runs beside the work that does.
 process (:mod:`fuseagent.offload`, the default once it has started): the helper measures one
 image's perception features while this process measures the other and the alignment; it rates
 each step while this process's worker thread content-hashes the step's output and this thread
-runs the next planned step on it (kept when the step is accepted, discarded when it is rolled
-back); and it computes the fused image's no-reference term while this thread computes HQA's
+runs the next planned step on it when that pays off (:class:`RunAhead`: kept when the step is
+accepted, discarded when it is rolled back); and it computes the fused image's no-reference term while this thread computes HQA's
 fusion terms. Without it, a worker thread does what holds no GIL: while a step's tool runs,
 it computes what rating the step needs of its input (:meth:`Reflector.prepare`), and while
 the step is rated, it hashes the output (``hashlib`` releases the GIL). Either way the worker
@@ -53,7 +53,7 @@ from .plan.findings import Findings
 from .protocol import Action, format_actions, roles_for, validate
 from .tools import FUSION_TASKS
 
-__all__ = ["Agent", "AgentResult", "AgentStep", "Reflector", "ReflectionError", "Proposal", "propose",
+__all__ = ["Agent", "AgentResult", "AgentStep", "Reflector", "ReflectionError", "RunAhead", "Proposal", "propose",
            "perception_report", "trajectory_hqa", "fused_hqa", "step_reward"]
 
 ImageLike = np.ndarray | str | os.PathLike
@@ -731,6 +731,89 @@ def perception_report(images: Sequence[np.ndarray], task: str, helper: Any = Non
     return data
 
 
+class RunAhead:
+    """Whether running the next planned step while the helper rates the current one pays off.
+
+    A step run ahead is kept when the rated step is accepted (it saved ``min(t, r)``: the next
+    tool's time ``t`` or the rating's ``r``, whichever is shorter) and thrown away when it is rolled
+    back (it cost ``max(0, t - r)``). The agent runs ahead when
+    ``p·min(t, r) ≥ (1 − p)·max(0, t − r)``, ``p`` being how often steps of that tool were accepted
+    in this process (prior 3 of 4). So a tool that finishes before the rating always runs ahead
+    (it costs nothing), and a long one (NLM, a learned model) only after a tool that is rarely rolled
+    back. ``t`` and ``r`` are what this process measured (moving averages; a tool not seen yet
+    is estimated from its cost class, per megapixel). Only timing depends on it, never a decision.
+
+    Example:
+        >>> policy = RunAhead()
+        >>> policy.worth("denoise.nlm", "lighten.clahe", 640 * 480)  # a cheap tool: always
+        True
+        >>> policy.worth("denoise.nlm", "denoise.nlm", 640 * 480)  # 0.3 s against an 8 ms rating
+        False
+    """
+
+    #: prior of the acceptance rate: accepted and tried
+    PRIOR: tuple[float, float] = (3.0, 4.0)
+    #: seconds per megapixel assumed for a tool not timed yet, by cost class
+    COST_SECONDS: dict[str, float] = {"low": 0.05, "medium": 1.0, "high": 10.0}
+    #: weight of a new measurement in the moving averages
+    ALPHA = 0.3
+
+    def __init__(self, rating_seconds: float = 0.008):
+        self.rating_seconds = float(rating_seconds)
+        self.seconds_per_megapixel: dict[str, float] = {}
+        self.outcomes: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def tool_seconds(self, tool: str, pixels: int) -> float:
+        """Expected seconds of ``tool`` on images of ``pixels`` pixels."""
+        rate = self.seconds_per_megapixel.get(tool)
+        if rate is None:
+            from .tools import TOOLS
+
+            try:
+                cost = TOOLS.card(tool).cost
+            except Exception:  # noqa: BLE001 - an unknown tool fails when it runs; assume it is slow
+                cost = "high"
+            rate = self.COST_SECONDS.get(cost, self.COST_SECONDS["high"])
+        return rate * pixels / 1e6
+
+    def acceptance(self, tool: str) -> float:
+        accepted, tried = self.outcomes.get(tool, (0.0, 0.0))
+        return (self.PRIOR[0] + accepted) / (self.PRIOR[1] + tried)
+
+    def worth(self, current_tool: str, next_tool: str, pixels: int) -> bool:
+        """Run ``next_tool`` ahead while a step of ``current_tool`` is rated?"""
+        p, t, r = self.acceptance(current_tool), self.tool_seconds(next_tool, pixels), self.rating_seconds
+        return p * min(t, r) >= (1.0 - p) * max(0.0, t - r)
+
+    def observe_tool(self, tool: str, pixels: int, seconds: float) -> None:
+        if pixels <= 0:
+            return
+        rate = seconds * 1e6 / pixels
+        with self._lock:
+            old = self.seconds_per_megapixel.get(tool)
+            self.seconds_per_megapixel[tool] = rate if old is None else old + self.ALPHA * (rate - old)
+
+    def observe_rating(self, seconds: float) -> None:
+        with self._lock:
+            self.rating_seconds += self.ALPHA * (seconds - self.rating_seconds)
+
+    def observe_outcome(self, tool: str, accepted: bool) -> None:
+        with self._lock:
+            counts = self.outcomes.setdefault(tool, [0.0, 0.0])
+            counts[0] += float(accepted)
+            counts[1] += 1.0
+
+
+#: the process's run-ahead statistics (agents share what they measure)
+RUN_AHEAD = RunAhead()
+
+
+def _pixels(images: Mapping[str, np.ndarray]) -> int:
+    first = next(iter(images.values()), None)
+    return 0 if first is None else int(first.shape[0] * first.shape[1])
+
+
 def _rating(later: Callable[[], dict[str, float]], started: float) -> Rating:
     t0 = time.perf_counter()
     try:
@@ -756,9 +839,10 @@ class Agent:
         scorer: reflection scorer (see :class:`Reflector`); ``reflect_size``: its downscaling.
         offload: use the helper process (:mod:`fuseagent.offload`, started here): it measures one
             image for perception while this process measures the other, and rates each step while
-            this process hashes the step's output and runs the next planned step on it (kept when
-            the step is accepted). Until the helper has started, and for a custom ``scorer``'s
-            ratings, the work is done here. The same decisions and values either way.
+            this process hashes the step's output and runs the next planned step on it when that
+            pays off (:class:`RunAhead`; kept when the step is accepted). Until the helper has
+            started, and for a custom ``scorer``'s ratings, the work is done here. The same
+            decisions and values either way.
         seed: seed of the planner's random choices.
         planner_options: options of the planner when ``planner`` is a name.
 
@@ -791,6 +875,7 @@ class Agent:
         self.environment = environment or Environment()
         self.reflector = Reflector(scorer, reflect_size)
         self.offload = bool(offload)
+        self.run_ahead = RUN_AHEAD
         if self.offload:
             offload_helper()  # starts it; runs use it once it answers
         self.seed = int(seed)
@@ -945,12 +1030,17 @@ class Agent:
                     preparing_seconds += waited
             tool_seconds += pending.seconds
             record.seconds, record.cached = pending.seconds, pending.cached
+            if not pending.cached:
+                self.run_ahead.observe_tool(action.tool, _pixels(current.images), pending.seconds)
             rating = None
             if rate is not None and helper is not None:
-                # the helper rates, the worker hashes the output, and this thread runs the next step on it
+                # the helper rates, the worker hashes the output, and this thread may run the next step on it
                 hashing = _background().submit(pending.finish) if pending.result is None else None
+                cpu0 = self.reflector.cpu_seconds
                 later = rate(pending)
-                early = run_ahead(pending, then) if then is not None else None
+                ahead_worth = then is not None and self.run_ahead.worth(action.tool, then.tool,
+                                                                        _pixels(pending.images))
+                early = run_ahead(pending, then) if ahead_worth else None
                 t0 = time.perf_counter()
                 try:
                     new, _, _ = hashing.result() if hashing is not None else pending.finish()
@@ -959,9 +1049,11 @@ class Agent:
                     return None, record, None
                 finally:
                     hashing_seconds += time.perf_counter() - t0
-                if then is not None:
+                if early is not None:
+                    self.run_ahead.observe_tool(then.tool, _pixels(pending.images), early.seconds)
                     keep_ahead(new, then, early)
                 rating = later()
+                self.run_ahead.observe_rating(self.reflector.cpu_seconds - cpu0)
             else:
                 hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
                 if rate is not None:
@@ -1001,10 +1093,12 @@ class Agent:
                     break
                 scores, record.error, record.overhead_seconds = rating
                 if scores is None:
+                    self.run_ahead.observe_outcome(action.tool, False)
                     continue
                 record.reward, record.scores = scores["total"], scores
                 worse = scores["total"] < 0.5 - self.tolerance
                 low = self.threshold is not None and scores["total"] < self.threshold
+                self.run_ahead.observe_outcome(action.tool, not (worse or low))
                 if worse or low:
                     record.status = "rolled_back"
                     continue
