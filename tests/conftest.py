@@ -41,3 +41,21 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return (data.astronaut().astype(np.float32) / 255.0)
+
+
+@pytest.fixture
+def black_tool():
+    """A harmful tool, ``[task:denoise][model:zz_black]`` (returns black), removed after the test."""
+    from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
+
+    load_builtin_tools()
+
+    class Black(ImageTool):
+        card = ToolCard("denoise", "zz_black", "returns black (harmful)", cost="low")
+
+        def process(self, image):
+            return np.zeros_like(image)
+
+    register_tool(Black)
+    yield
+    TOOLS._entries.pop("denoise.zz_black", None)

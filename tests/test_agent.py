@@ -14,7 +14,7 @@ from fuseagent.execute import Environment, image_hash
 from fuseagent.plan import Findings, FixedPlanner, PlanContext
 from fuseagent.plan.predefined import PREDEFINED
 from fuseagent.protocol import Action, parse_actions
-from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
+from fuseagent.tools import TOOLS, ImageTool, ToolCard, register_tool
 
 
 CLEAN: dict[str, np.ndarray] = {}
@@ -45,15 +45,8 @@ def detail_score(before, after, roles, task):
 
 
 @pytest.fixture
-def toy_tools():
-    """Tools that zero the image (a harmful step) or crash, removed again after the test."""
-    load_builtin_tools()
-
-    class Zero(ImageTool):
-        card = ToolCard("denoise", "zz_zero", "returns black (harmful)", cost="low")
-
-        def process(self, image):
-            return np.zeros_like(image)
+def toy_tools(black_tool):
+    """A harmful tool (``zz_black``: returns black) and one that crashes, removed again after the test."""
 
     class Crash(ImageTool):
         card = ToolCard("dehaze", "zz_crash", "always raises", cost="low")
@@ -61,11 +54,9 @@ def toy_tools():
         def process(self, image):
             raise RuntimeError("boom")
 
-    for cls in (Zero, Crash):
-        register_tool(cls)
+    register_tool(Crash)
     yield
-    for name in ("denoise.zz_zero", "dehaze.zz_crash"):
-        TOOLS._entries.pop(name, None)
+    TOOLS._entries.pop("dehaze.zz_crash", None)
 
 
 class NoAlternatives(FixedPlanner):
@@ -171,12 +162,12 @@ class TestAgentSmoke:
 
 class TestAgentRollback:
     def test_harmful_step_is_rolled_back_and_next_model_tried(self, small_pair, toy_tools):
-        res = agent("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]").run(*small_pair, "ivif")
+        res = agent("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]").run(*small_pair, "ivif")
         steps = [s for s in res.steps if s.kind == "step"]
-        assert steps[0].action == "[task:denoise][model:zz_zero][on:vis]" and steps[0].status == "rolled_back"
+        assert steps[0].action == "[task:denoise][model:zz_black][on:vis]" and steps[0].status == "rolled_back"
         assert steps[0].reward < 0.5 and steps[0].scores["gain"] < 0
         assert steps[1].status == "accepted" and steps[1].attempt == 1
-        assert "zz_zero" not in res.trajectory and res.trajectory.startswith("[task:denoise]")
+        assert "zz_black" not in res.trajectory and res.trajectory.startswith("[task:denoise]")
         assert res.tool_calls == 3
 
     def test_real_reflection_after_a_crash_scores_as_in_order(self, small_pair, toy_tools):
@@ -201,9 +192,9 @@ class TestAgentRollback:
             list(state0.images.values()), res.fused, "ivif", accepted)["total"]
 
     def test_without_reflection_the_harmful_step_stays(self, small_pair, toy_tools):
-        res = agent("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]", reflect=False).run(
+        res = agent("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]", reflect=False).run(
             *small_pair, "ivif")
-        assert "zz_zero" in res.trajectory and res.steps[1].status == "accepted"
+        assert "zz_black" in res.trajectory and res.steps[1].status == "accepted"
 
     def test_threshold_rolls_back_steps_that_stay_low(self, small_pair):
         res = agent("[task:denoise][model:nlm][on:vis] -> [task:fusion][model:gff]", threshold=10.0,
@@ -234,11 +225,11 @@ class TestAgentRollback:
 
 class TestAgentReflectionFailures:
     def test_real_reflection_rolls_back_a_blackout(self, small_pair, toy_tools):
-        res = Agent(planner=FixedPlanner("[task:denoise][model:zz_zero][on:vis] -> [task:fusion][model:gff]"),
+        res = Agent(planner=FixedPlanner("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]"),
                     perceive=False, reflect_size=96, max_candidates=2).run(*small_pair, "ivif")
         steps = [s for s in res.steps if s.kind == "step"]
         assert steps[0].status == "rolled_back" and steps[0].reward < 0.5
-        assert steps[1].status == "accepted" and steps[1].attempt == 1 and "zz_zero" not in res.trajectory
+        assert steps[1].status == "accepted" and steps[1].attempt == 1 and "zz_black" not in res.trajectory
 
     def test_metric_failure_is_a_failed_step_not_a_crash(self, small_pair, monkeypatch):
         import fuseagent.metrics.rewards as rewards

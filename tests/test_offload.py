@@ -14,7 +14,6 @@ from fuseagent.execute import Environment
 from fuseagent.metrics.rewards import HQAConfig, intrinsic_reward
 from fuseagent.offload import Helper, HelperError
 from fuseagent.plan import Findings, FixedPlanner
-from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +79,6 @@ class TestHelper:
         assert offload.offload_enabled()
 
 
-@pytest.fixture
-def blackout_tool():
-    """A harmful tool (returns black) that real reflection rolls back, removed after the test."""
-    load_builtin_tools()
-
-    class Black(ImageTool):
-        card = ToolCard("denoise", "zz_black", "returns black (harmful)", cost="low")
-
-        def process(self, image):
-            return np.zeros_like(image)
-
-    register_tool(Black)
-    yield
-    TOOLS._entries.pop("denoise.zz_black", None)
-
-
 def _run(pair, plan: str, offload_: bool, helper_=None, **kw):
     agent = Agent(planner=FixedPlanner(plan), perceive=False, offload=offload_, environment=Environment(),
                   reflect_size=64, **kw)
@@ -123,7 +106,7 @@ class TestAgentWithHelper:
         assert rolled_back and (there.discarded_tool_seconds > 0)  # the step run ahead on it was not used
         assert there.steps[-1].reward is not None and there.reflection_seconds > 0
 
-    def test_a_rolled_back_step_discards_the_step_run_ahead(self, helper, pair, blackout_tool):
+    def test_a_rolled_back_step_discards_the_step_run_ahead(self, helper, pair, black_tool):
         plan = "[task:denoise][model:zz_black][on:vis] -> [task:lighten][model:clahe][on:vis] -> [task:fusion][model:gff]"
         here = _run(pair, plan, False)
         there = _run(pair, plan, True)
@@ -198,7 +181,7 @@ class TestRunAhead:
         policy.observe_rating(0.020)
         assert policy.rating_seconds == pytest.approx(0.010 + 0.3 * 0.010)
 
-    def test_the_agent_learns_outcomes_and_times(self, helper, pair, blackout_tool):
+    def test_the_agent_learns_outcomes_and_times(self, helper, pair, black_tool):
         agent = Agent(planner=FixedPlanner("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]"),
                       perceive=False, environment=Environment(), reflect_size=64)
         agent.run_ahead = policy = RunAhead()

@@ -1032,40 +1032,31 @@ class Agent:
             record.seconds, record.cached = pending.seconds, pending.cached
             if not pending.cached:
                 self.run_ahead.observe_tool(action.tool, _pixels(current.images), pending.seconds)
-            rating = None
+            rating, later, early = None, None, None
+            # a worker thread hashes the output while it is rated, in the helper (while this thread may
+            # run the next step on it) or here
+            hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
             if rate is not None and helper is not None:
-                # the helper rates, the worker hashes the output, and this thread may run the next step on it
-                hashing = _background().submit(pending.finish) if pending.result is None else None
                 cpu0 = self.reflector.cpu_seconds
                 later = rate(pending)
-                ahead_worth = then is not None and self.run_ahead.worth(action.tool, then.tool,
-                                                                        _pixels(pending.images))
-                early = run_ahead(pending, then) if ahead_worth else None
-                t0 = time.perf_counter()
-                try:
-                    new, _, _ = hashing.result() if hashing is not None else pending.finish()
-                except Exception as exc:  # the output state could not be created: as a failing tool
-                    record.error = f"{type(exc).__name__}: {exc}"
-                    return None, record, None
-                finally:
-                    hashing_seconds += time.perf_counter() - t0
-                if early is not None:
-                    self.run_ahead.observe_tool(then.tool, _pixels(pending.images), early.seconds)
-                    keep_ahead(new, then, early)
+                if then is not None and self.run_ahead.worth(action.tool, then.tool, _pixels(pending.images)):
+                    early = run_ahead(pending, then)
+            elif rate is not None:
+                rating = rate(pending)()
+            t0 = time.perf_counter()
+            try:
+                new, _, _ = hashing.result() if hashing is not None else pending.finish()
+            except Exception as exc:  # the output state could not be created: as a failing tool
+                record.error = f"{type(exc).__name__}: {exc}"
+                return None, record, None
+            finally:
+                hashing_seconds += time.perf_counter() - t0
+            if early is not None:
+                self.run_ahead.observe_tool(then.tool, _pixels(pending.images), early.seconds)
+                keep_ahead(new, then, early)
+            if later is not None:
                 rating = later()
                 self.run_ahead.observe_rating(self.reflector.cpu_seconds - cpu0)
-            else:
-                hashing = _background().submit(pending.finish) if rate is not None and pending.result is None else None
-                if rate is not None:
-                    rating = rate(pending)()
-                t0 = time.perf_counter()
-                try:
-                    new, _, _ = hashing.result() if hashing is not None else pending.finish()
-                except Exception as exc:  # the output state could not be created: as a failing tool
-                    record.error = f"{type(exc).__name__}: {exc}"
-                    return None, record, None
-                finally:
-                    hashing_seconds += time.perf_counter() - t0
             if rating is not None:  # the wait for the preparation is part of the reflection
                 rating = rating[0], rating[1], rating[2] + waited
             record.output_key = new.key

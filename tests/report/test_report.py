@@ -14,7 +14,6 @@ from fuseagent.errors import InputError
 from fuseagent.io import read_image, write_image
 from fuseagent.plan import FixedPlanner
 from fuseagent.report import render_report, write_report
-from fuseagent.tools import TOOLS, ImageTool, ToolCard, load_builtin_tools, register_tool
 
 
 @pytest.fixture
@@ -22,21 +21,6 @@ def pair(camera):
     ir = camera[100:196, 100:228].copy()
     vis = np.clip(camera[100:196, 100:228] * 0.7 + 0.15, 0, 1).astype(np.float32)
     return [ir, vis]
-
-
-@pytest.fixture
-def zero_tool():
-    load_builtin_tools()
-
-    class Zero(ImageTool):
-        card = ToolCard("denoise", "zz_black", "returns black", cost="low")
-
-        def process(self, image):
-            return np.zeros_like(image)
-
-    register_tool(Zero)
-    yield
-    TOOLS._entries.pop("denoise.zz_black", None)
 
 
 def std_score(before, after, roles, task):
@@ -48,7 +32,7 @@ def std_score(before, after, roles, task):
 
 
 class TestReportSmoke:
-    def test_page_shows_every_step(self, pair, zero_tool, tmp_path):
+    def test_page_shows_every_step(self, pair, black_tool, tmp_path):
         planner = FixedPlanner("<think>vis is <noisy> & dark</think><answer>[task:denoise][model:zz_black][on:vis]"
                                " -> [task:fusion][model:gff]</answer>")
         res = Agent(planner=planner, scorer=std_score, perceive=False).run(*pair, "ivif")
