@@ -10,10 +10,11 @@ import pytest
 from fuseagent import offload
 from fuseagent.agent import Agent, Reflector, RunAhead, perception_report
 from fuseagent.errors import InputError
-from fuseagent.execute import Environment
+from fuseagent.execute import TOOL_TIMES, Environment, ToolTimes
 from fuseagent.metrics.rewards import HQAConfig, intrinsic_reward
 from fuseagent.offload import Helper, HelperError
 from fuseagent.plan import Findings, FixedPlanner
+from fuseagent.protocol import Action
 
 
 @pytest.fixture(scope="module")
@@ -154,16 +155,15 @@ class TestAgentWithHelper:
 
 class TestRunAhead:
     def test_a_tool_faster_than_the_rating_always_runs_ahead(self):
-        policy = RunAhead(rating_seconds=0.010)
-        policy.observe_tool("lighten.clahe", 1_000_000, 0.005)
+        policy = RunAhead(rating_seconds=0.010, times=ToolTimes())
+        policy.times.observe("lighten.clahe", 1_000_000, 0.005)
         for _ in range(50):
             policy.observe_outcome("denoise.nlm", False)  # even after a tool that is always rolled back
         assert policy.worth("denoise.nlm", "lighten.clahe", 640 * 480)
 
     def test_a_long_tool_runs_ahead_only_after_tools_rarely_rolled_back(self):
-        policy = RunAhead(rating_seconds=0.010)
-        policy.observe_tool("registration.sift", 307_200, 0.080)  # t = 80 ms against r = 10 ms
-        assert policy.tool_seconds("registration.sift", 307_200) == pytest.approx(0.080)
+        policy = RunAhead(rating_seconds=0.010, times=ToolTimes())
+        policy.times.observe("registration.sift", 307_200, 0.080)  # t = 80 ms against r = 10 ms
         assert policy.acceptance("sr.lanczos") == 0.75  # the prior: 3 of 4
         assert not policy.worth("sr.lanczos", "registration.sift", 307_200)  # 0.75·10 < 0.25·70
         for _ in range(26):
@@ -171,21 +171,33 @@ class TestRunAhead:
         assert policy.acceptance("sr.lanczos") == pytest.approx(29 / 30)
         assert policy.worth("sr.lanczos", "registration.sift", 307_200)  # 29/30·10 ≥ 1/30·70
 
-    def test_estimates_follow_measurements(self):
-        policy = RunAhead(rating_seconds=0.010)
-        assert policy.tool_seconds("denoise.nlm", 1_000_000) == RunAhead.COST_SECONDS["medium"]  # its cost class
-        assert policy.tool_seconds("no.such", 1_000_000) == RunAhead.COST_SECONDS["high"]
-        policy.observe_tool("denoise.nlm", 500_000, 0.1)
-        policy.observe_tool("denoise.nlm", 500_000, 0.2)
-        assert policy.tool_seconds("denoise.nlm", 1_000_000) == pytest.approx(0.2 + 0.3 * (0.4 - 0.2))
+    def test_the_rating_estimate_follows_measurements(self):
+        policy = RunAhead(rating_seconds=0.010, times=ToolTimes())
         policy.observe_rating(0.020)
         assert policy.rating_seconds == pytest.approx(0.010 + 0.3 * 0.010)
 
-    def test_the_agent_learns_outcomes_and_times(self, helper, pair, black_tool):
+    def test_the_agent_learns_outcomes(self, helper, pair, black_tool):
         agent = Agent(planner=FixedPlanner("[task:denoise][model:zz_black][on:vis] -> [task:fusion][model:gff]"),
                       perceive=False, environment=Environment(), reflect_size=64)
         agent.run_ahead = policy = RunAhead()
         agent.run(*pair, "ivif")
         assert policy.outcomes["denoise.zz_black"] == [0.0, 1.0]  # rolled back
         assert sum(policy.outcomes[k][0] for k in policy.outcomes) == 1.0  # its alternative was accepted
-        assert "denoise.zz_black" in policy.seconds_per_megapixel and "fusion.gff" in policy.seconds_per_megapixel
+
+
+class TestToolTimes:
+    def test_estimates_follow_measurements_per_megapixel(self):
+        times = ToolTimes()
+        assert times.estimate("denoise.nlm", 1_000_000) == ToolTimes.COST_SECONDS["medium"]  # its cost class
+        assert times.estimate("no.such", 1_000_000) == ToolTimes.COST_SECONDS["high"]
+        times.observe("denoise.nlm", 500_000, 0.1)
+        times.observe("denoise.nlm", 500_000, 0.2)
+        assert times.estimate("denoise.nlm", 1_000_000) == pytest.approx(0.2 + 0.3 * (0.4 - 0.2))
+        times.observe("denoise.nlm", 0, 5.0)  # no pixels: nothing to learn
+        assert times.estimate("denoise.nlm", 1_000_000) == pytest.approx(0.26)
+
+    def test_every_tool_run_is_timed(self, pair):
+        env = Environment()
+        state, _ = env.initial_state(pair, "ivif")
+        env.step(state, Action("denoise", "wavelet", "vis"), "ivif")
+        assert "denoise.wavelet" in TOOL_TIMES.seconds_per_megapixel

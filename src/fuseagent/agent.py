@@ -740,11 +740,13 @@ class RunAhead:
     ``p·min(t, r) ≥ (1 − p)·max(0, t − r)``, ``p`` being how often steps of that tool were accepted
     in this process (prior 3 of 4). So a tool that finishes before the rating always runs ahead
     (it costs nothing), and a long one (NLM, a learned model) only after a tool that is rarely rolled
-    back. ``t`` and ``r`` are what this process measured (moving averages; a tool not seen yet
-    is estimated from its cost class, per megapixel). Only timing depends on it, never a decision.
+    back. ``t`` comes from :data:`~fuseagent.execute.TOOL_TIMES` (this process's measurements, or
+    the tool's cost class), ``r`` is a moving average of the ratings measured. Only timing depends
+    on it, never a decision.
 
     Example:
-        >>> policy = RunAhead()
+        >>> from fuseagent.execute import ToolTimes
+        >>> policy = RunAhead(times=ToolTimes())
         >>> policy.worth("denoise.nlm", "lighten.clahe", 640 * 480)  # a cheap tool: always
         True
         >>> policy.worth("denoise.nlm", "denoise.nlm", 640 * 480)  # 0.3 s against an 8 ms rating
@@ -753,29 +755,16 @@ class RunAhead:
 
     #: prior of the acceptance rate: accepted and tried
     PRIOR: tuple[float, float] = (3.0, 4.0)
-    #: seconds per megapixel assumed for a tool not timed yet, by cost class
-    COST_SECONDS: dict[str, float] = {"low": 0.05, "medium": 1.0, "high": 10.0}
-    #: weight of a new measurement in the moving averages
+    #: weight of a new measurement in the rating's moving average
     ALPHA = 0.3
 
-    def __init__(self, rating_seconds: float = 0.008):
+    def __init__(self, rating_seconds: float = 0.008, times: Any = None):
+        from .execute import TOOL_TIMES
+
         self.rating_seconds = float(rating_seconds)
-        self.seconds_per_megapixel: dict[str, float] = {}
+        self.times = TOOL_TIMES if times is None else times
         self.outcomes: dict[str, list[float]] = {}
         self._lock = threading.Lock()
-
-    def tool_seconds(self, tool: str, pixels: int) -> float:
-        """Expected seconds of ``tool`` on images of ``pixels`` pixels."""
-        rate = self.seconds_per_megapixel.get(tool)
-        if rate is None:
-            from .tools import TOOLS
-
-            try:
-                cost = TOOLS.card(tool).cost
-            except Exception:  # noqa: BLE001 - an unknown tool fails when it runs; assume it is slow
-                cost = "high"
-            rate = self.COST_SECONDS.get(cost, self.COST_SECONDS["high"])
-        return rate * pixels / 1e6
 
     def acceptance(self, tool: str) -> float:
         accepted, tried = self.outcomes.get(tool, (0.0, 0.0))
@@ -783,16 +772,8 @@ class RunAhead:
 
     def worth(self, current_tool: str, next_tool: str, pixels: int) -> bool:
         """Run ``next_tool`` ahead while a step of ``current_tool`` is rated?"""
-        p, t, r = self.acceptance(current_tool), self.tool_seconds(next_tool, pixels), self.rating_seconds
+        p, t, r = self.acceptance(current_tool), self.times.estimate(next_tool, pixels), self.rating_seconds
         return p * min(t, r) >= (1.0 - p) * max(0.0, t - r)
-
-    def observe_tool(self, tool: str, pixels: int, seconds: float) -> None:
-        if pixels <= 0:
-            return
-        rate = seconds * 1e6 / pixels
-        with self._lock:
-            old = self.seconds_per_megapixel.get(tool)
-            self.seconds_per_megapixel[tool] = rate if old is None else old + self.ALPHA * (rate - old)
 
     def observe_rating(self, seconds: float) -> None:
         with self._lock:
@@ -947,7 +928,7 @@ class Agent:
 
         t0 = time.perf_counter()
         context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
-                              experience=self.experience, seed=self.seed, environment=env, helper=self._helper())
+                              experience=self.experience, seed=self.seed, environment=env)
         executed_before, tools_before = env.cache.misses, env.tool_seconds
         proposal = propose(self.planner, context)
         planning_tool_calls = env.cache.misses - executed_before  # planners that search (oracle, best-of-K)
@@ -1030,8 +1011,6 @@ class Agent:
                     preparing_seconds += waited
             tool_seconds += pending.seconds
             record.seconds, record.cached = pending.seconds, pending.cached
-            if not pending.cached:
-                self.run_ahead.observe_tool(action.tool, _pixels(current.images), pending.seconds)
             rating, later, early = None, None, None
             # a worker thread hashes the output while it is rated, in the helper (while this thread may
             # run the next step on it) or here
@@ -1052,7 +1031,6 @@ class Agent:
             finally:
                 hashing_seconds += time.perf_counter() - t0
             if early is not None:
-                self.run_ahead.observe_tool(then.tool, _pixels(pending.images), early.seconds)
                 keep_ahead(new, then, early)
             if later is not None:
                 rating = later()

@@ -12,6 +12,7 @@ import dataclasses
 
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -59,6 +60,50 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+class ToolTimes:
+    """Seconds per megapixel of each tool as measured in this process (a moving average), and an
+    estimate from the tool's cost class for a tool not run yet: what schedulers plan with.
+
+    Example:
+        >>> times = ToolTimes()
+        >>> times.observe("denoise.nlm", 500_000, 0.1)
+        >>> round(times.estimate("denoise.nlm", 1_000_000), 3)
+        0.2
+    """
+
+    #: seconds per megapixel assumed for a tool not timed yet, by cost class
+    COST_SECONDS: dict[str, float] = {"low": 0.05, "medium": 1.0, "high": 10.0}
+    #: weight of a new measurement in the moving average
+    ALPHA = 0.3
+
+    def __init__(self) -> None:
+        self.seconds_per_megapixel: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, tool: str, pixels: int, seconds: float) -> None:
+        if pixels <= 0:
+            return
+        rate = seconds * 1e6 / pixels
+        with self._lock:
+            old = self.seconds_per_megapixel.get(tool)
+            self.seconds_per_megapixel[tool] = rate if old is None else old + self.ALPHA * (rate - old)
+
+    def estimate(self, tool: str, pixels: int) -> float:
+        """Expected seconds of ``tool`` on images of ``pixels`` pixels."""
+        rate = self.seconds_per_megapixel.get(tool)
+        if rate is None:
+            try:
+                cost = TOOLS.card(tool).cost
+            except Exception:  # noqa: BLE001 - an unknown tool fails when it runs; assume it is slow
+                cost = "high"
+            rate = self.COST_SECONDS.get(cost, self.COST_SECONDS["high"])
+        return rate * pixels / 1e6
+
+
+#: every tool run of this process, timed (:meth:`Environment.execute` feeds it)
+TOOL_TIMES = ToolTimes()
 
 
 @dataclass(frozen=True)
@@ -403,6 +448,9 @@ class Environment:
         finally:  # a failing tool's time counts too
             seconds = time.perf_counter() - t0
             self.tool_seconds += seconds
+        first = next(iter(images.values()), None)
+        if first is not None:
+            TOOL_TIMES.observe(action.tool, int(first.shape[0] * first.shape[1]), seconds)
         return PendingStep(self, state, action, key, images, masks, targets, jsonable(info), seconds, False)
 
     def run(self, images: Sequence[np.ndarray] | Mapping[str, np.ndarray], task: str,

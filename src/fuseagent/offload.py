@@ -47,8 +47,7 @@ __all__ = ["Helper", "HelperError", "helper", "offloadable", "offload_enabled", 
 #: environment variable that disables the helper process when set to 0, no, false or off
 ENV_SWITCH = "FUSEAGENT_OFFLOAD"
 #: modules whose import registers the functions a helper may run
-HELPER_MODULES: tuple[str, ...] = ("fuseagent.offload", "fuseagent.agent", "fuseagent.perceive",
-                                   "fuseagent.plan.oracle")
+HELPER_MODULES: tuple[str, ...] = ("fuseagent.offload", "fuseagent.agent", "fuseagent.perceive")
 _HEADER = struct.Struct("<Q")
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 

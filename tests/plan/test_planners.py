@@ -209,6 +209,30 @@ class TestScoreTrajectories:
             execution = Environment().run(small_pair, "ivif", result["trajectory"])
             assert result["score"] == trajectory_hqa(execution.states, execution.actions, execution.steps, "ivif")
 
+    def test_cheapest_prefix_runs_first_and_results_keep_their_order(self, small_pair, monkeypatch):
+        from fuseagent.execute import ToolTimes
+        from fuseagent.plan import oracle
+
+        times = ToolTimes()
+        times.observe("denoise.wavelet", 1_000_000, 5.0)  # as if wavelet denoising were slow
+        times.observe("lighten.clahe", 1_000_000, 0.01)
+        monkeypatch.setattr(oracle, "TOOL_TIMES", times)
+        ran = []
+        real = Environment.step
+
+        def step(env, state, action, task):
+            ran.append(action.text())
+            return real(env, state, action, task)
+
+        monkeypatch.setattr(Environment, "step", step)
+        state0, _ = Environment().initial_state(small_pair, "ivif")
+        results = oracle.score_trajectories(Environment(), state0, "ivif", self.CANDIDATES, in_flight=0)
+        assert [r["trajectory"] for r in results] == [list(t) for t in self.CANDIDATES]
+        # the fusion alone, then CLAHE's candidate, then the three behind the slow denoising
+        assert ran[:3] == ["[task:fusion][model:laplacian]", "[task:lighten][model:clahe][on:vis]",
+                           "[task:fusion][model:laplacian]"]
+        assert ran[3] == "[task:denoise][model:wavelet][on:vis]"
+
     def test_candidates_of_one_stack_share_its_analysis(self, astronaut, monkeypatch):
         import fuseagent.metrics.rewards as rewards
         from fuseagent.plan.oracle import hqa_score, score_trajectories

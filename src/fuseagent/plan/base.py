@@ -39,8 +39,6 @@ class PlanContext:
         seed: seed of the planner's random choices (random planners, tie breaks).
         feedback: messages from earlier attempts of this run (parser errors, failed tasks).
         environment: the execution environment (the oracle searches with it; others ignore it).
-        helper: a started :class:`~fuseagent.offload.Helper` that planners which score executed
-            candidates (the oracle, best of K) may score them in (None: score here).
     """
 
     task: str
@@ -52,7 +50,6 @@ class PlanContext:
     seed: int = 0
     feedback: list[str] = field(default_factory=list)
     environment: Any = None
-    helper: Any = None
 
     @classmethod
     def create(cls, task: str, n_images: int = 2, **kwargs: Any) -> PlanContext:

@@ -137,7 +137,7 @@ class LearnedPlanner(Planner):
         env = context.environment or Environment()
         state0, _ = env.initial_state(dict(context.images), context.task)
         scorer = downscaled_hqa_scorer(self.score_side) if self.score_side else None
-        results = score_trajectories(env, state0, context.task, distinct, scorer, helper=context.helper)
+        results = score_trajectories(env, state0, context.task, distinct, scorer)
         scored = [r for r in results if r["score"] is not None and np.isfinite(r["score"])]
         if not scored:
             return plans[0], "None of the proposed plans ran; keeping the first."
