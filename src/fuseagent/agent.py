@@ -1022,6 +1022,9 @@ class Agent:
                     early = run_ahead(pending, then)
             elif rate is not None:
                 rating = rate(pending)()
+            if later is not None and early is None:  # nothing runs here meanwhile: the hash can wait
+                rating, later = later(), None
+                self.run_ahead.observe_rating(self.reflector.cpu_seconds - cpu0)
             t0 = time.perf_counter()
             try:
                 new, _, _ = hashing.result() if hashing is not None else pending.finish()
