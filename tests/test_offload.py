@@ -50,6 +50,32 @@ class TestHelper:
             helper.submit("no.such", 1).result(30)
         assert helper.submit("offload.echo", 7).result(30) == 7  # still serving
 
+    def test_a_reply_that_cannot_be_rebuilt_fails_its_call_only(self):
+        import io
+        import pickle
+        import threading
+        import types
+        from concurrent.futures import Future
+
+        from fuseagent.errors import UnknownNameError
+
+        stream = io.BytesIO()
+        # an exception whose constructor takes three arguments pickles, but does not unpickle
+        offload._write(stream, (0, False, pickle.dumps(UnknownNameError("tool", "x", ["y"]))))
+        offload._write(stream, (1, True, pickle.dumps(42)))
+        stream.seek(0)
+        reader = object.__new__(Helper)
+        reader._process = types.SimpleNamespace(stdout=stream)
+        reader._lock, reader._dead = threading.Lock(), None
+        reader._pending = {0: Future(), 1: Future(), 2: Future()}
+        first, second, third = reader._pending[0], reader._pending[1], reader._pending[2]
+        reader._read_replies()  # reads both replies, then meets the end of the stream
+        with pytest.raises(HelperError, match="reply could not be read: TypeError"):
+            first.result(0)
+        assert second.result(0) == 42
+        with pytest.raises(HelperError, match="exited"):
+            third.result(0)
+
     def test_unpicklable_argument_fails_its_call_only(self, helper):
         future = helper.submit("offload.echo", lambda: 1)
         with pytest.raises(HelperError, match="cannot send offload.echo"):
@@ -65,7 +91,7 @@ class TestHelper:
         assert own.wait_ready(60)
         own._process.kill()
         own._process.wait()
-        with pytest.raises(HelperError, match="exited|unreachable"):
+        with pytest.raises(HelperError, match="exited|unreachable|cannot send"):
             own.submit("offload.echo", 1).result(10)
         assert not own.alive and not own.ready()
         with pytest.raises(HelperError):
@@ -83,8 +109,13 @@ class TestHelper:
 def _run(pair, plan: str, offload_: bool, helper_=None, **kw):
     agent = Agent(planner=FixedPlanner(plan), perceive=False, offload=offload_, environment=Environment(),
                   reflect_size=64, **kw)
-    agent.run_ahead = RunAhead()  # no statistics from other tests: these cheap tools always run ahead
+    agent.run_ahead = AlwaysAhead()  # whatever this process measured: the mechanics under test
     return agent.run(*pair, "ivif")
+
+
+class AlwaysAhead(RunAhead):
+    def worth(self, current_tool: str, next_tool: str, pixels: int) -> bool:
+        return True
 
 
 def _same_records(a, b) -> None:

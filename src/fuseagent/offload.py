@@ -181,11 +181,15 @@ class Helper:
         stream = self._process.stdout
         while True:
             try:
-                ident, ok, value = _read(stream)
+                ident, ok, payload = _read(stream)
             except Exception as exc:  # noqa: BLE001 - EOF or a broken pipe: the helper is gone
                 with self._lock:
                     self._fail(f"helper process exited ({type(exc).__name__})")
                 return
+            try:
+                value = pickle.loads(payload)
+            except Exception as exc:  # noqa: BLE001 - e.g. an exception class that cannot be rebuilt here
+                ok, value = False, HelperError(f"the helper's reply could not be read: {type(exc).__name__}: {exc}")
             with self._lock:
                 future = self._pending.pop(ident, None)
             if future is None:
@@ -263,10 +267,11 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
             value, ok = _FUNCTIONS[name](*args), True
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             value, ok = exc, False
-        try:
-            _write(out, (ident, ok, value))
-        except (pickle.PicklingError, AttributeError, TypeError):
-            _write(out, (ident, False, HelperError(f"{name}: {type(value).__name__}: {value}")))
+        try:  # the reply's own pickle: one that cannot be read fails its call only
+            payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an unpicklable result or exception
+            ok, payload = False, pickle.dumps(HelperError(f"{name}: {type(value).__name__}: {value}"))
+        _write(out, (ident, ok, payload))
 
 
 def main() -> None:
