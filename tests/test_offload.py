@@ -17,6 +17,10 @@ from fuseagent.plan import Findings, FixedPlanner
 from fuseagent.protocol import Action
 
 
+class Marker:
+    """A class only this test process can import."""
+
+
 @pytest.fixture(scope="module")
 def helper() -> Helper:
     h = offload.helper()
@@ -75,6 +79,12 @@ class TestHelper:
         assert second.result(0) == 42
         with pytest.raises(HelperError, match="exited"):
             third.result(0)
+
+    def test_an_argument_the_helper_cannot_rebuild_fails_its_call_only(self, helper):
+        # pickled by reference to this test module, which the helper cannot import
+        with pytest.raises(ModuleNotFoundError):
+            helper.submit("offload.echo", Marker()).result(30)
+        assert helper.alive and helper.submit("offload.echo", 10).result(30) == 10
 
     def test_unpicklable_argument_fails_its_call_only(self, helper):
         future = helper.submit("offload.echo", lambda: 1)

@@ -1,7 +1,9 @@
 """A helper process that computes beside the agent: ratings run there while the next tool runs here.
 
-The agent's reflection is many small numpy passes over thumbnails that hold the GIL, so a
-thread cannot run it beside a tool. One helper process per Python process can: :func:`helper`
+The agent's reflection and perception are many small numpy passes that hold the GIL, so a thread
+cannot run them beside a tool or beside each other. One helper process per Python process can
+(:class:`~fuseagent.agent.Agent` has it measure one image's perception features, rate steps and
+compute the fused image's no-reference term): :func:`helper`
 starts it (``python -m fuseagent.offload``, nothing of the caller's ``__main__`` is imported
 again, nothing is forked), and :meth:`Helper.submit` sends it a call of one of the functions
 registered with :func:`offloadable` (pickled over its stdin, answered over its stdout) and returns a
@@ -27,6 +29,7 @@ import atexit
 import importlib
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -100,7 +103,7 @@ def _read(stream: BinaryIO) -> Any:
     return pickle.loads(data)
 
 
-#: Linux's fcntl command that sets a pipe's buffer size (not named in the fcntl module before Python 3.10 on every platform)
+#: Linux's fcntl command that sets a pipe's buffer size (``fcntl.F_SETPIPE_SZ`` from Python 3.10 on)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031) if fcntl is not None else None
 #: buffer asked for each pipe (Linux allows 1 MiB to unprivileged processes by default)
 PIPE_BYTES = 1 << 20
@@ -168,8 +171,8 @@ class Helper:
             ident = self._next
             self._next += 1
             self._pending[ident] = future
-            try:
-                _write(self._process.stdin, (ident, name, args))
+            try:  # the arguments' own pickle: ones the helper cannot rebuild fail this call only
+                _write(self._process.stdin, (ident, name, pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)))
             except (OSError, ValueError, pickle.PicklingError, AttributeError, TypeError) as exc:
                 del self._pending[ident]
                 if isinstance(exc, (OSError, ValueError)):
@@ -260,11 +263,11 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
         importlib.import_module(module)
     while True:
         try:
-            ident, name, args = _read(inp)
+            ident, name, payload = _read(inp)
         except EOFError:
             return
         try:
-            value, ok = _FUNCTIONS[name](*args), True
+            value, ok = _FUNCTIONS[name](*pickle.loads(payload)), True
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             value, ok = exc, False
         try:  # the reply's own pickle: one that cannot be read fails its call only
@@ -276,6 +279,7 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
 
 def main() -> None:
     """The helper's side: answer calls on stdin over stdout until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller; the helper ends with its input
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     serve = importlib.import_module("fuseagent.offload")._serve  # this file runs as __main__: use the package's
