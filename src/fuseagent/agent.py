@@ -857,9 +857,9 @@ class Agent:
         self.reflector = Reflector(scorer, reflect_size)
         self.offload = bool(offload)
         self.run_ahead = RUN_AHEAD
-        if self.offload:
-            offload_helper()  # starts it; runs use it once it answers
         self.seed = int(seed)
+        if self.offload and ((self.reflect and scorer is None) or self._perceives()):
+            offload_helper()  # starts it (it would have work); runs use it once it answers
 
     # -- perception ---------------------------------------------------------------------------
     def _perceives(self) -> bool:
