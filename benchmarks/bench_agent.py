@@ -153,7 +153,7 @@ def main() -> None:
              "the full-resolution HQA of each candidate's result that the run waited for). "
              "Overhead share = overhead / wall time. By default the agent works with a helper process "
              "(`fuseagent.offload`, started once per process and waited for before measuring): it measures "
-             "the larger image's perception features while the agent measures the other one and the "
+             "one image's perception features (the smaller in bytes; of two alike the visible one) while the agent measures the other one and the "
              "alignment; it rates each step while the agent hashes the step's output in its worker thread "
              "and runs the next planned step on it when that pays off (`RunAhead`; kept when the step is accepted; a step run ahead and "
              "not kept counts as overhead, not tool time); it computes the fused image's no-reference "

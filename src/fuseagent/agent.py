@@ -827,6 +827,10 @@ class Agent:
         seed: seed of the planner's random choices.
         planner_options: options of the planner when ``planner`` is a name.
 
+    Attributes:
+        run_ahead: the :class:`RunAhead` policy (this process's, shared by its agents; replace it
+            to schedule otherwise).
+
     Example:
         >>> import numpy as np
         >>> a = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1))
@@ -950,10 +954,9 @@ class Agent:
         helper = self._helper() if reflect and self.reflector.scorer is None else None
         # steps run ahead on an output while the helper rates it, by (input key, action text)
         ahead: dict[tuple[str, str], PendingStep] = {}
-
         discarded = 0.0  # seconds of steps run ahead and not kept
 
-        def run_ahead(output: PendingStep, action: Action) -> PendingStep | None:
+        def execute_ahead(output: PendingStep, action: Action) -> PendingStep | None:
             """Run ``action`` now on an output whose state is still being hashed, for the attempt
             that follows if the step that made it is accepted (None when it failed: that attempt
             runs it again and records the failure)."""
@@ -962,27 +965,26 @@ class Agent:
             except Exception:  # noqa: BLE001 - recorded by the attempt that runs it
                 return None
 
-        def keep_ahead(state: State, action: Action, early: PendingStep | None) -> None:
-            """Keep ``early`` (``action`` run ahead on ``state``'s images) for that attempt, unless
+        def keep_ahead(output: State, action: Action, early: PendingStep) -> None:
+            """Keep ``early`` (``action`` run ahead on ``output``'s images) for that attempt, unless
             the step cache already answers it (as it would have without running ahead)."""
             nonlocal discarded
-            if early is None:
-                return
-            step = early.keyed(state)
-            if step.key in env.cache or (state.key, action.text()) in ahead:
+            step = early.keyed(output)
+            if step.key in env.cache or (output.key, action.text()) in ahead:
                 discarded += step.seconds
                 return
-            ahead[(state.key, action.text())] = step
+            ahead[(output.key, action.text())] = step
 
         def attempt(action: Action, current: State, kind: str, n: int, why: str,
                     rate: Callable[[PendingStep], Callable[[], Rating]] | None = None, then: Action | None = None
                     ) -> tuple[State | None, AgentStep, Rating | None]:
             """Run ``action`` on ``current`` and record it. When it is rated (``rate``, the reflection):
-            with a helper process, the helper prepares and rates while this thread hashes the output
-            and runs ``then``, the action that follows if this one is accepted, on it; without one,
-            a worker thread prepares what the rating needs of ``current`` while the tool runs and
-            hashes the output while the rating looks at it. The new state is None when the attempt failed."""
-            nonlocal tool_seconds, hashing_seconds, preparing_seconds
+            with a helper process, the helper prepares and rates while a worker thread hashes the
+            output and this thread runs ``then``, the action that follows if this one is accepted, on
+            it when :attr:`run_ahead` says it pays off; without one, the worker prepares what the
+            rating needs of ``current`` while the tool runs and hashes the output while the rating
+            looks at it. The new state is None when the attempt failed."""
+            nonlocal tool_seconds, hashing_seconds, preparing_seconds, discarded
             record = AgentStep(len(steps), kind, "failed", action.text(), why, n, input_key=current.key)
             pending = ahead.pop((current.key, action.text()), None)
             waited = 0.0
@@ -1019,7 +1021,7 @@ class Agent:
                 cpu0 = self.reflector.cpu_seconds
                 later = rate(pending)
                 if then is not None and self.run_ahead.worth(action.tool, then.tool, _pixels(pending.images)):
-                    early = run_ahead(pending, then)
+                    early = execute_ahead(pending, then)
             elif rate is not None:
                 rating = rate(pending)()
             if later is not None and early is None:  # nothing runs here meanwhile: the hash can wait
@@ -1030,6 +1032,7 @@ class Agent:
                 new, _, _ = hashing.result() if hashing is not None else pending.finish()
             except Exception as exc:  # the output state could not be created: as a failing tool
                 record.error = f"{type(exc).__name__}: {exc}"
+                discarded += early.seconds if early is not None else 0.0
                 return None, record, None
             finally:
                 hashing_seconds += time.perf_counter() - t0

@@ -93,9 +93,9 @@ def _image_features_in_helper(image: np.ndarray, modality: str) -> dict[str, flo
 def measure(images: list[np.ndarray], task: str, helper: Any = None) -> Measurements:
     """Compute every measured estimate of a pair (no classifier).
 
-    ``helper``: a :class:`~fuseagent.offload.Helper` that measures the features of the larger
-    image while this process measures the other one and the alignment (the same values; when
-    the helper cannot answer, they are measured here).
+    ``helper``: a :class:`~fuseagent.offload.Helper` that measures one image's features (the
+    smaller in bytes; of two alike, the second) while this process measures the other one and the
+    alignment (the same values; when the helper cannot answer, they are measured here).
     """
     roles = roles_for(task, len(images))
     if len(images) != 2:
@@ -104,7 +104,9 @@ def measure(images: list[np.ndarray], task: str, helper: Any = None) -> Measurem
     modalities = ["ir" if r == "ir" else "vis" for r in roles]
     far = None
     if helper is not None:
-        i_far = int(images[0].size > images[1].size) if images[0].size != images[1].size else 1
+        # the smaller one crosses the pipe (an RGB frame costs this process more to send than its extra
+        # features cost); of two alike, the second (IVIF: the visible image, whose features cost more)
+        i_far = 0 if images[0].nbytes < images[1].nbytes else 1
         far = (i_far, helper.submit("perceive.image_features", images[i_far], modalities[i_far]))
     grays = [luminance(im) for im in images]
     dicts: list[dict[str, float] | None] = [
