@@ -280,6 +280,9 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
 def main() -> None:
     """The helper's side: answer calls on stdin over stdout until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller; the helper ends with its input
+    import cv2
+
+    cv2.setNumThreads(1)  # one core beside the caller's tools, not a second pool competing with them
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the replies
     serve = importlib.import_module("fuseagent.offload")._serve  # this file runs as __main__: use the package's
