@@ -16,6 +16,7 @@ from fuseagent.io import (
     match_sizes,
     merge_luma,
     pad_to_multiple,
+    quantise,
     read_image,
     rgb_to_ycbcr,
     split_luma,
@@ -121,6 +122,17 @@ class TestWriteImage:
         path = tmp_path / "c.png"
         write_image(path, np.array([[-1.0, 2.0], [0.5, np.nan]], np.float32))
         assert read_image(path).tolist() == [[0.0, 1.0], [pytest.approx(128 / 255), 0.0]]
+
+
+class TestQuantise:
+    def test_levels_match_a_written_file(self, tmp_path, astronaut):
+        noisy = np.clip(astronaut + 0.3 / 255, 0, 1)
+        write_image(tmp_path / "q.png", noisy)
+        assert np.array_equal(quantise(noisy), read_image(tmp_path / "q.png"))
+
+    def test_16_bit_and_clipping(self):
+        out = quantise(np.array([-0.5, 0.25, 2.0], np.float32), bits=16)
+        assert out.dtype == np.float32 and (out * 65535).round(3).tolist() == [0.0, 16384.0, 65535.0]
 
 
 class TestColour:

@@ -23,6 +23,7 @@ __all__ = [
     "write_image",
     "atomic_write",
     "as_float",
+    "quantise",
     "to_gray",
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
@@ -56,6 +57,19 @@ def as_float(array: np.ndarray) -> np.ndarray:
         return (array.astype(np.float32) / float(np.iinfo(array.dtype).max)).astype(np.float32)
     out = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(out, 0.0, 1.0)
+
+
+def quantise(image: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Round a float ``[0, 1]`` image to the levels of a ``bits``-bit file (float32, clipped).
+
+    What a camera or an editor stores: a frame saved at 8 bits and read back has exactly these values.
+
+    Example:
+        >>> (quantise(np.array([0.0, 0.31, 0.5011, 1.2], np.float32)) * 255).round(4).tolist()
+        [0.0, 79.0, 128.0, 255.0]
+    """
+    scale = float(2 ** int(bits) - 1)
+    return (np.round(np.clip(image, 0.0, 1.0) * scale) / scale).astype(np.float32)
 
 
 def _normalise_channels(array: np.ndarray) -> np.ndarray:

@@ -139,6 +139,19 @@ class TestSuite:
         records = build_suite("mef", single_src, "A", 2, 0, tmp_path / "m", progress=False)
         assert all("reference" in r["files"] and "evs" in r["generator"] for r in records)
 
+    def test_clean_inputs_are_8_bit_frames(self, single_src):
+        """A generated focus pair is stored as a camera would: a re-exposure of it combs the histogram."""
+        from fuseagent.degrade.photometric import change_exposure
+        from fuseagent.degrade.suite import make_sample
+
+        sample = make_sample("mff", discover_sources(single_src, "mff")[0], resolve_recipe("mff", "all"), 3, 0, None)
+        for clean in sample.clean.values():
+            codes = clean * 255
+            assert np.abs(codes - codes.round()).max() < 1e-3
+        brighter = np.round(change_exposure(sample.clean["a"], 0.6, 2.2) * 255)
+        used = np.unique(brighter[(brighter > 20) & (brighter < 230)])
+        assert len(used) < 0.9 * (used.max() - used.min() + 1)
+
     def test_resume_after_interruption(self, ivif_src, tmp_path):
         out = tmp_path / "r"
         full = build_suite("ivif", ivif_src, "all", 3, 5, tmp_path / "full", progress=False)
@@ -162,6 +175,10 @@ class TestSuite:
         build_suite("ivif", ivif_src, "all", 1, 0, tmp_path / "x", progress=False)
         with pytest.raises(InputError, match="other settings"):
             build_suite("ivif", ivif_src, "all", 1, 1, tmp_path / "x", progress=False)
+        settings = json.loads((tmp_path / "x" / "suite.json").read_text())
+        (tmp_path / "x" / "suite.json").write_text(json.dumps({**settings, "version": 1}))
+        with pytest.raises(InputError, match="synthesis version 1"):
+            build_suite("ivif", ivif_src, "all", 1, 0, tmp_path / "x", progress=False)
 
     def test_n_too_large(self, ivif_src, tmp_path):
         with pytest.raises(InputError, match="too large for 3 sources"):

@@ -434,6 +434,10 @@ class TestPerceive:
         assert same_scene == pytest.approx([-1.0, 1.0], abs=0.15)
         assert measure([gray, photo], "ivif").features[:, column].tolist() == [0.0, 0.0]
         assert all(image_features(brighter)[name] == 0.0 for name in PAIR_FEATURES)
+        # an exposure difference is a bracket's nature (MEF), a mis-exposure in a focus pair (MFF)
+        bracket = FEATURE_NAMES.index("pair_bracket")
+        assert measure([photo, brighter], "mef").features[:, bracket].tolist() == [1.0, 1.0]
+        assert measure([photo, brighter], "mff").features[:, bracket].tolist() == [0.0, 0.0]
 
     def test_jpeg_level_read_from_the_quantisation_step(self, photo):
         fine = jpeg_roundtrip(photo, 92)  # a source saved once at high quality: not a degradation

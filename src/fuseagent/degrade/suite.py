@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, InputError
-from ..io import IMAGE_SUFFIXES, atomic_write, read_image, resize_to, write_image
+from ..io import IMAGE_SUFFIXES, atomic_write, quantise, read_image, resize_to, write_image
 from .base import degradation_card, degrade, json_safe
 from .generators import exposure_bracket, multifocus_stack
 from .geometric import mean_displacement
@@ -38,7 +38,8 @@ from .recipes import STEP_ORDER, Recipe, resolve_recipe
 __all__ = ["Source", "Sample", "discover_sources", "make_sample", "build_suite", "read_manifest", "limit_size",
            "SUITE_VERSION"]
 
-SUITE_VERSION = 1
+#: 2: clean inputs rounded to 8-bit levels before degrading (as captured frames are stored)
+SUITE_VERSION = 2
 _ID = re.compile(r"^\d{5,}$")
 _IR_DIRS = ("ir", "IR", "infrared", "Infrared")
 _VIS_DIRS = ("vis", "VIS", "visible", "Visible", "vi", "VI")
@@ -120,11 +121,17 @@ def limit_size(image: np.ndarray, max_side: int | None) -> np.ndarray:
 def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: int | None
                 ) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, Any], dict[str, dict[str, int]], list[str]]:
     """Clean inputs per role, the reference image (generated pairs), generator facts, labels, and
-    the perceived types that are inherent to the sources (not known, so not ground truth)."""
+    the perceived types that are inherent to the sources (not known, so not ground truth).
+
+    The clean inputs are 8-bit frames, as a camera stores a capture (and as ``clean_*.png`` are
+    written): a source shrunk to ``max_side`` or a generated bracket / focus pair is rounded to 8-bit
+    levels before any degradation, so a re-exposure of it leaves the same histogram trace as on a
+    frame read from disk.
+    """
     if task == "ivif":
         vis = limit_size(read_image(source.files["vis"]), max_side)
         ir = resize_to(read_image(source.files["ir"], mode="gray"), vis.shape[:2])
-        return {"ir": ir, "vis": vis}, None, {}, {"ir": {}, "vis": {}}, []
+        return {"ir": quantise(ir), "vis": quantise(vis)}, None, {}, {"ir": {}, "vis": {}}, []
     inherent = ["blur"] if task == "mff" else []
     if not source.single:
         a = limit_size(read_image(source.files["a"]), max_side)
@@ -133,14 +140,14 @@ def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: i
             a, b = (a, np.repeat(b[..., None], 3, 2)) if a.ndim == 3 else (np.repeat(a[..., None], 3, 2), b)
         if task == "mef":
             inherent += ["low_light", "over_exposure"]
-        return {"a": a, "b": b}, None, {}, {"a": {}, "b": {}}, inherent
-    image = limit_size(read_image(source.files["image"]), max_side)
+        return {"a": quantise(a), "b": quantise(b)}, None, {}, {"a": {}, "b": {}}, inherent
+    image = quantise(limit_size(read_image(source.files["image"]), max_side))
     if task == "mef":
         gen = exposure_bracket(image, 2, rng)
         # the darker frame first, like a bracket on disk
     else:
         gen = multifocus_stack(image, 2, rng, mode="region" if rng.random() < 0.5 else "depth")
-    clean = {"a": gen.images[0], "b": gen.images[1]}
+    clean = {"a": quantise(gen.images[0]), "b": quantise(gen.images[1])}
     masks = {f"focus_{r}": m["focus"] for r, m in zip("ab", gen.masks) if "focus" in m}
     return clean, image, {"generator": json_safe(gen.params), "masks": masks}, {"a": gen.labels[0], "b": gen.labels[1]}, inherent
 
@@ -289,6 +296,9 @@ def build_suite(task: str, src: str | os.PathLike | Sequence[Source], recipe: st
             old = json.loads(settings_path.read_text())
         except json.JSONDecodeError:
             old = None
+        if isinstance(old, dict) and old.get("version") != SUITE_VERSION:
+            raise InputError(f"'{out}' holds a suite built by synthesis version {old.get('version')} "
+                             f"(this is version {SUITE_VERSION}); use an empty folder")
         if old != settings:
             raise InputError(f"'{out}' holds a suite built with other settings; use an empty folder")
     else:

@@ -148,7 +148,7 @@ def measure(images: list[np.ndarray], task: str, helper: Any = None) -> Measurem
     if task != "ivif":
         # Each image relative to its partner (same scene, same modality); a sharpness difference is
         # the nature of a multi-focus pair, not a degradation.
-        pair_context(feats, ev[0], sharpness=task == "mef")
+        pair_context(feats, ev[0], sharpness=task == "mef", bracket=task == "mef")
     log_rb = None
     if ref.ndim == 3 and mov.ndim == 3:
         colour_ref, colour_mov = resize_to(ref, (sh, sw)), warped_small(mov)

@@ -810,6 +810,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
     "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_angle_contrast",
     "streaks_ratio", "spots_ratio", "segment_hf_q90", "segment_hf_q99",
+    "pair_bracket",
 )
 #: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
 #: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
@@ -823,17 +824,20 @@ VISIBLE_ONLY_FEATURES: tuple[str, ...] = (
 #: Features of an image that depend on the other image of its pair; :func:`image_features` leaves
 #: them at 0 (no partner) and :func:`fuseagent.perceive.measure` fills them for same-modality pairs.
 PAIR_FEATURES: tuple[str, ...] = ("relative_ev", "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps",
-                                   "pair_line_w50", "pair_line_w75", "pair_spikes")
+                                   "pair_line_w50", "pair_line_w75", "pair_spikes", "pair_bracket")
 _PAIR_DIFFERENCES = {"pair_mean": "mean", "pair_p05": "p05", "pair_p95": "p95", "pair_clipped": "frac_clipped",
                      "pair_gaps": "hist_gaps", "pair_spikes": "hist_spikes"}
 
 
-def pair_context(features: np.ndarray, relative_ev: float, sharpness: bool = True) -> np.ndarray:
+def pair_context(features: np.ndarray, relative_ev: float, sharpness: bool = True,
+                 bracket: bool = False) -> np.ndarray:
     """Fill the :data:`PAIR_FEATURES` of a same-modality pair's two feature rows (ordered as
     :data:`FEATURE_NAMES`), in place: each image's exposure relative to its partner
     (``relative_ev``: EV of the second image over the first), its luminance statistics minus the
-    partner's (which image of a pair is the abnormal one), and, with ``sharpness``, the log ratio of
-    its edge widths to the partner's (a frame blurred by shake next to a sharp one).
+    partner's (which image of a pair is the abnormal one), with ``sharpness`` the log ratio of
+    its edge widths to the partner's (a frame blurred by shake next to a sharp one), and with
+    ``bracket`` the flag ``pair_bracket``: the pair is an exposure bracket, whose exposure difference
+    is its nature (in a focus pair the same difference means one frame was mis-exposed).
 
     Example:
         >>> rows = np.zeros((2, len(FEATURE_NAMES)))
@@ -845,6 +849,7 @@ def pair_context(features: np.ndarray, relative_ev: float, sharpness: bool = Tru
     """
     column = {name: FEATURE_NAMES.index(name) for name in FEATURE_NAMES}
     features[0, column["relative_ev"]], features[1, column["relative_ev"]] = -relative_ev, relative_ev
+    features[:, column["pair_bracket"]] = float(bracket)
     for name, source in _PAIR_DIFFERENCES.items():
         a, b = features[0, column[source]], features[1, column[source]]
         features[0, column[name]], features[1, column[name]] = a - b, b - a

@@ -38,6 +38,7 @@ from ..degrade.recipes import resolve_recipe
 from ..degrade.severity import PERCEIVED_TYPES
 from ..degrade.suite import Source, discover_sources, limit_size, make_sample
 from ..errors import InputError
+from ..io import quantise
 from .features import FEATURE_NAMES, image_features
 from .model import WEIGHTS_PATH, DegradationModel, pool_scene_types
 
@@ -194,10 +195,6 @@ def transform_error(true: np.ndarray, estimate: np.ndarray, size: tuple[int, int
     return float(np.linalg.norm(apply_points(true, pts) - apply_points(estimate, pts), axis=1).mean())
 
 
-def _quantise(image: np.ndarray) -> np.ndarray:
-    return (np.round(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
-
-
 def row_of(record: dict[str, Any], images: Sequence[np.ndarray]) -> dict[str, Any]:
     """Measurements of one sample next to its ground truth (one training/evaluation row)."""
     from . import measure, moving_and_reference
@@ -229,7 +226,7 @@ def collect(task: str, sources: list[Source], n: int, seed: int, max_side: int, 
     for i in tqdm(range(n), desc=f"tune {task}", disable=not progress):
         perm = np.random.default_rng([seed, i // n_src, 7919]).permutation(n_src)
         sample = make_sample(task, sources[int(perm[i % n_src])], recipes, seed, i, max_side)
-        images = [_quantise(sample.images[r]) for r in sample.record["roles"]]
+        images = [quantise(sample.images[r]) for r in sample.record["roles"]]
         rows.append(row_of(sample.record, images))
     return rows
 
@@ -267,7 +264,7 @@ def collect_singles(cfg: dict[str, Any], data: Path, n: int, seed: int, progress
     for i in tqdm(range(n), desc="tune singles", disable=not progress):
         rng = np.random.default_rng([seed, i, 31])
         path, modality = frames[int(rng.integers(len(frames)))]
-        image = limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), int(cfg["max_side"]))
+        image = quantise(limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), int(cfg["max_side"])))
         k = int(rng.choice([0, 1, 1, 2]))
         ops = sorted(rng.choice(_SINGLE_OPS[modality], size=k, replace=False).tolist(), key=STEP_ORDER.index)
         labels: dict[str, int] = {}
@@ -276,7 +273,7 @@ def collect_singles(cfg: dict[str, Any], data: Path, n: int, seed: int, progress
             image = out.image
             for kind, lvl in out.labels.items():
                 labels[kind] = max(labels.get(kind, 0), int(lvl))
-        feats = image_features(_quantise(image), modality)
+        feats = image_features(quantise(image), modality)
         rows.append({"task": "single", "features": np.array([[feats[f] for f in FEATURE_NAMES]]),
                      "levels": np.array([[labels.get(t, 0) for t in TYPES]]), "known": np.ones((1, len(TYPES)), bool)})
     return rows
