@@ -160,6 +160,18 @@ class TestAgentWithHelper:
         assert there.tool_calls == here.tool_calls
         assert there.trace()["agent"]["discarded_tool_seconds"] == round(there.discarded_tool_seconds, 4)
 
+    def test_tool_calls_count_every_executed_step_and_executions_every_tool_run(self, helper, pair, black_tool):
+        plan = "[task:denoise][model:zz_black][on:vis] -> [task:lighten][model:clahe][on:vis] -> [task:fusion][model:gff]"
+        runs = {}
+        for offload_ in (False, True):
+            env = Environment()
+            agent = Agent(planner=FixedPlanner(plan), perceive=False, offload=offload_, environment=env, reflect_size=64)
+            agent.run_ahead = AlwaysAhead()
+            runs[offload_] = env, agent.run(*pair, "ivif")
+        (env_here, here), (env_there, there) = runs[False], runs[True]
+        assert here.tool_calls == there.tool_calls == env_here.executions  # the black step's rollback included
+        assert env_there.executions == env_here.executions + 1  # CLAHE run ahead on the black image
+
     def test_a_helper_that_dies_leaves_the_rating_to_this_process(self, helper, pair, monkeypatch):
         dead = Helper()
         assert dead.wait_ready(60)

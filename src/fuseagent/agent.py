@@ -933,9 +933,9 @@ class Agent:
         t0 = time.perf_counter()
         context = PlanContext(task=task, roles=roles, findings=findings, report=report, images=state0.images,
                               experience=self.experience, seed=self.seed, environment=env)
-        executed_before, tools_before = env.cache.misses, env.tool_seconds
+        executed_before, tools_before = env.executions, env.tool_seconds
         proposal = propose(self.planner, context)
-        planning_tool_calls = env.cache.misses - executed_before  # planners that search (oracle, best-of-K)
+        planning_tool_calls = env.executions - executed_before  # planners that search (oracle, best-of-K)
         planning_tool_seconds = env.tool_seconds - tools_before
         planning_seconds = time.perf_counter() - t0
 

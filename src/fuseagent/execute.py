@@ -312,13 +312,15 @@ class Environment:
         hash_seconds: time spent creating states (content hashing of every new image and mask),
             summed over every call; not part of any step's tool ``seconds``.
         tool_seconds: time spent inside tools, summed over every step executed (cache hits take none).
+        executions: tool executions run, every call of :meth:`execute` (a step answered by the cache is
+            none; a step run ahead of its turn is one, whether it is kept or discarded).
 
     Example:
         >>> env = Environment()
         >>> a = np.random.default_rng(0).random((32, 32)).astype(np.float32)
         >>> res = env.run([a, a[::-1].copy()], "ivif", "[task:fusion][model:laplacian]")
-        >>> res.fused.shape, res.executed
-        ((32, 32), 1)
+        >>> res.fused.shape, res.executed, env.executions
+        ((32, 32), 1, 1)
     """
 
     def __init__(self, cache: StepCache | None = None):
@@ -327,6 +329,7 @@ class Environment:
         self._tools: dict[str, Tool] = {}
         self.hash_seconds = 0.0
         self.tool_seconds = 0.0
+        self.executions = 0
 
     def _create_state(self, images: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None,
                       previous: State | None = None, rehash: Collection[str] = ()) -> State:
@@ -414,6 +417,7 @@ class Environment:
         images = dict(images)
         masks = dict(masks)
         info: dict[str, Any] = {}
+        self.executions += 1
         t0 = time.perf_counter()
         try:
             if card.inputs == "stack":

@@ -131,7 +131,8 @@ def run_sample(sample: SuiteSample, suite: str, planner: str, reflect: bool, *, 
         row.error = f"{type(exc).__name__}: {exc}"
         return row
     row.trajectory = result.trajectory
-    row.tool_calls = env.cache.misses
+    # the run's decisions, as executed serially: a step the agent ran ahead and then discarded is not one
+    row.tool_calls = result.tool_calls + result.planning_tool_calls
     row.seconds = result.seconds + (perception_seconds if uses else 0.0)
     row.overhead_seconds = result.overhead_seconds + (perception_seconds if uses else 0.0)
     row.rolled_back = sum(1 for s in result.steps if s.status == "rolled_back")
