@@ -51,26 +51,29 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   period, defocus does not), now read over the whole frame, and the finest detail that the frame's
   sharpest parts keep (down-sampling removes it everywhere, the defocus of a multi-focus frame spares the
   in-focus parts: on frames made from tuning sources, `benchmarks/perception_cues.py`, it tells
-  down-sampling from such defocus with AUC 0.85, against 0.76 for the best earlier cue) separate them best. The misses are mild down-sampling
-  (factor < 2) of RoadScene infrared frames, which are soft already (and carry a resampling trace of their
-  own: 8 of the 9 misses here are such frames, factor 1.6–2.5); the false detections are mostly hazed
+  down-sampling from such defocus with AUC 0.83, against 0.71 for the best earlier cue; 0.85 and 0.76 before the
+  frames were made 8-bit in session 11) separate them best. The misses are mild down-sampling of
+  RoadScene infrared frames, which are soft already (and carry a resampling trace of their own: 8 of the 9
+  misses here are such frames, factor 1.6–2.5); the false detections are mostly hazed
   Lytro frames (a dense veil flattens the finest detail as down-sampling does) and the frames of one soft
   Lytro scene.
 * **Blur** is read by edge widths along every 8th row and column of the whole frame (not only in a
   central window) and, for multi-exposure pairs, relative to the partner frame; the ratio of widths along
-  rows and columns shows the direction of a motion blur. It still misses a level-2 motion blur of an MEFB
-  frame (scored under the threshold) and level-1 defocus of two infrared frames under strong stripe noise,
-  and takes a 5× down-sampled frame for blurred.
+  rows and columns shows the direction of a motion blur. Five of its six misses here are level-1 defocus
+  (σ 0.8–1.1 px) of RoadScene infrared frames under stripe noise, the sixth a level-2 motion blur of an
+  MEFB frame; it takes a 5× down-sampled frame and a mildly down-sampled infrared frame for blurred.
 * **Rain and snow.** Falling streaks — thin bright lines, about 3 px wide, that continue over 10 px at full
   resolution in one direction within 30° of vertical, counted per direction against thin dark ones and
   read in the direction where they most outnumber them (the drops of one shower share a direction) —
   separate rain from textured and compressed scenes (on frames made from tuning sources,
-  `benchmarks/perception_cues.py`: AUC 0.96, against 0.78 for the top-hat streak counts and, during
+  `benchmarks/perception_cues.py`: AUC 0.96, against 0.74 for the top-hat streak counts (0.78 on the float frames
+  before session 11) and, during
   development, 0.76 for the earlier count of near-vertical lines of any width, which JPEG ringing and
   one-pixel texture also fed); snow flakes are round and rest on the spot counts, read on a log scale and against the dark
-  spots (a textured close-up holds thousands of bright specks of its own). Rain over a bright, textured
-  Lytro close-up (level 5, probability 0.38) is still missed and a hazed Lytro frame raises a false one;
-  on the tuning pairs, snow smeared by motion blur makes most of the remaining misses.
+  spots (a textured close-up holds thousands of bright specks of its own). The misses here are sparse
+  level-1 rain (coverage 0.01) on RoadScene and Lytro frames, rain over a Lytro close-up (level 5) and snow
+  smeared by motion blur (which makes most misses on the tuning pairs too); the false detections are mostly
+  hazed frames.
 * **Haze** is read from the dark channel (its mean and its darkest patches), contrast and the most
   saturated colours, and decided jointly for the two frames of a same-modality pair (the mean of their
   probabilities: haze is in the scene, which both frames show). The misses are level-1 haze (density
@@ -126,8 +129,8 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   classifier's boundary, tuned on other scenes, did. Where no step is found (a frame resampled after
   compression, or a grid at another phase, i.e. a cropped JPEG) the classifier decides, on the jump at the
   8-px block grid against its other phases over the whole frame (clipped areas left out). A tone change
-  after compression scales the steps: the false detection here is a compressed RoadScene frame
-  over-exposed by 2.1 EV afterwards.
+  after compression scales the steps: the four false detections here are frames saved as JPEG (RoadScene,
+  Lytro: about 100 − quality = 25) and then over-exposed by 2.0–2.6 EV, which stretches their steps.
 * **Speed.** To cost less than a classical fusion call, pixel-level statistics (noise, 2-D edge width,
   column/row patterns, resampling residuals, the spectrum, the DCT quantisation step) are read in the
   central 256×192 px at full resolution, thin structures, haze and texture in the central 512×384 px at half

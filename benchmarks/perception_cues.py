@@ -1,7 +1,7 @@
 """How well single perception cues separate a degradation from its confusers, on images made from tuning sources.
 
 Two seeded sets of frames drawn from the perception tuning sources (``fuseagent.perceive.train``:
-never the accuracy report's RoadScene pairs after the first 100, MEFB or Lytro), at most 640 px:
+never the accuracy report's RoadScene pairs after the first 100, MEFB or Lytro), at most 640 px and 8-bit (as the tuning suite's frames):
 
 * ``rain`` — half with rain or snow (levels 1–3; a quarter of them then motion-blurred), half clean
   or with JPEG, noise, motion blur or haze; 30 % of all re-compressed as JPEG afterwards;
@@ -43,7 +43,7 @@ def frames(kind: str, n: int, data: Path) -> list[tuple[bool, str, np.ndarray, s
     from fuseagent.degrade import degrade
     from fuseagent.degrade.generators import multifocus_stack
     from fuseagent.degrade.suite import limit_size
-    from fuseagent.io import read_image
+    from fuseagent.io import quantise, read_image
     from fuseagent.perceive.train import load_config, single_sources
 
     sources = single_sources(load_config(), data)
@@ -53,7 +53,7 @@ def frames(kind: str, n: int, data: Path) -> list[tuple[bool, str, np.ndarray, s
     for i in range(n):
         rng = np.random.default_rng([99 if kind == "rain" else 77, i])
         path, modality = sources[int(rng.integers(len(sources)))]
-        image = limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), 640)
+        image = quantise(limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), 640))
         positive = i % 2 == 0
         if kind == "rain" and positive:
             u = rng.random()
@@ -77,7 +77,7 @@ def frames(kind: str, n: int, data: Path) -> list[tuple[bool, str, np.ndarray, s
         if rng.random() < 0.3:
             after = "sensor.jpeg" if kind == "rain" else str(rng.choice(["sensor.jpeg", "noise.gaussian"]))
             image = degrade(after, image, rng, int(rng.integers(1, 4)) if kind == "rain" else 1).image
-        out.append((positive, what, np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255, modality))
+        out.append((positive, what, quantise(image), modality))
     return out
 
 
