@@ -202,12 +202,15 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def type_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
+def type_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, float], dict[str, tuple[float, float]]]:
+    """The per-type table, each type's F1 and its 95 % bootstrap interval."""
     levels = np.concatenate([r["levels"] for r in rows])
     known = np.concatenate([r["known"] for r in rows])
     pred = np.concatenate([r["pred"] for r in rows])
-    lines = ["| degradation | images scored | positives | precision | recall | F1 | level accuracy (exact) | level within ±1 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| degradation | images scored | positives | precision | recall | F1 | F1 95 % interval | "
+             "level accuracy (exact) | level within ±1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    low, high = f1_intervals(rows)
     f1s = {}
     for j, kind in enumerate(TYPES):
         sel = known[:, j]
@@ -218,8 +221,22 @@ def type_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
         exact = float((levels[sel, j][both] == pred[sel, j][both]).mean()) if both.any() else float("nan")
         near = float((np.abs(levels[sel, j][both] - pred[sel, j][both]) <= 1).mean()) if both.any() else float("nan")
         lines.append(f"| {kind} | {int(sel.sum())} | {int(truth.sum())} | {_fmt(p)} | {_fmt(r)} | {_fmt(f)} | "
-                     f"{_fmt(exact)} | {_fmt(near)} |")
-    return "\n".join(lines), f1s
+                     f"{_fmt(low[j])}–{_fmt(high[j])} | {_fmt(exact)} | {_fmt(near)} |")
+    return "\n".join(lines), f1s, {kind: (float(low[j]), float(high[j])) for j, kind in enumerate(TYPES)}
+
+
+def f1_intervals(rows: list[dict[str, Any]], draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2.5 and 97.5 percentiles of each type's F1 over bootstrap resamples of the pairs (percentile bootstrap)."""
+    counts = np.zeros((len(rows), 3, len(TYPES)))  # per pair: true positives, false positives, false negatives
+    for i, r in enumerate(rows):
+        truth, guess, known = r["levels"] > 0, r["pred"] > 0, r["known"]
+        counts[i] = [(truth & guess & known).sum(0), (~truth & guess & known).sum(0), (truth & ~guess & known).sum(0)]
+    rng = np.random.default_rng(seed)
+    draws_f1 = np.empty((draws, len(TYPES)))
+    for b in range(draws):
+        tp, fp, fn = counts[rng.integers(len(rows), size=len(rows))].sum(0)
+        draws_f1[b] = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return np.percentile(draws_f1, 2.5, axis=0), np.percentile(draws_f1, 97.5, axis=0)
 
 
 def relational_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, float]]:
@@ -368,18 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         rows += evaluate(task, folder, records)
         print(f"{task}: {len(records)} pairs from {len(srcs)} sources", file=sys.stderr)
     elapsed = time.perf_counter() - start
-    table, f1s = type_table(rows)
+    table, f1s, intervals = type_table(rows)
     rel, rel_out = relational_table(rows)
     per_group = []
     for group in ("A", "B", "C"):
         sub = [r for r in rows if r["group"] == group]
         if sub:
-            _, g = type_table(sub)
+            _, g, _ = type_table(sub)
             scored = {k: v for k, v in g.items() if not np.isnan(v)}
             per_group.append(f"| {group} | {len(sub)} | {np.mean(list(scored.values())):.3f} | "
                              f"{min(scored.values()):.3f} ({min(scored, key=scored.get)}) |")
     speed_text, speed_out = ("(speed not measured in this run)", {}) if args.no_speed else speed(data)
     failing = [k for k, v in f1s.items() if v < 0.9 - 1e-9]  # (an F1 of exactly 0.9 in floating point passes)
+    close = [k for k in f1s if k not in failing and intervals[k][0] < 0.9]
     n_sizes = {f"{r['size'][1]}×{r['size'][0]}" for r in rows}
     from fuseagent.perceive.model import load_model
 
@@ -469,7 +487,9 @@ pool that changed with it); the flag, on the same pool, over-exposure 0.967 → 
 
 {table}
 
-Level accuracy is measured on true positives (detected and present).
+Level accuracy is measured on true positives (detected and present). The F1 interval is a percentile bootstrap over the suite's pairs
+(2000 resamples): the uncertainty that the suite's size leaves, not that of the choice of sources (the same
+20 Lytro scenes, for instance, make every multi-focus pair).
 
 Mean F1 per recipe group:
 
@@ -493,7 +513,8 @@ estimator finds a few px on clean pairs) counts as error.
 
 ## Verdict
 
-{"Every degradation type reaches F1 ≥ 0.9." if not failing else "Below the F1 ≥ 0.9 target: " + ", ".join(f"{k} ({f1s[k]:.3f})" for k in failing) + "."}
+{"Every degradation type reaches F1 ≥ 0.9." if not failing else "Below the F1 ≥ 0.9 target: " + ", ".join(f"{k} ({f1s[k]:.3f}; 95 % interval {intervals[k][0]:.3f}–{intervals[k][1]:.3f})" for k in failing) + "."}
+{"" if not close else "At or above 0.9 here, with a 95 % interval (pairs resampled) that reaches below it: " + ", ".join(f"{k} ({intervals[k][0]:.3f}–{intervals[k][1]:.3f})" for k in close) + "."}
 Misalignment EPE median over all pairs: {rel_out.get('all', float('nan')):.2f} px (target < 2 px).
 
 {WEAKNESSES}
