@@ -343,6 +343,15 @@ def _speed(data: Path, create_tool: Any, list_tools: Any, tool_card: Any) -> tup
     return "\n".join(lines), {"perceive_cpu_s": per_c, **{f"fusion:{k}": v for k, v in med_c.items()}}
 
 
+def previous_speed(doc: Path) -> str:
+    """The speed section of an earlier report at ``doc`` (kept by a run that does not time), if any."""
+    text = doc.read_text() if doc.is_file() else ""
+    start, end = text.find("## Speed\n"), text.find("\n## Verdict")
+    if start < 0 or end < start:
+        return "(speed not measured in this run)"
+    return text[start + len("## Speed\n"):end].strip()
+
+
 def drop_stale_cache(folder: Path) -> None:
     """Remove a cached suite that an older version of the synthesis built (it would be refused)."""
     settings = folder / "suite.json"
@@ -362,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", default=str(ROOT / "out" / "perception_suite"))
     parser.add_argument("--doc", default=str(DOC))
-    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="do not time perception (the report keeps its previous speed section)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only time perception against the fusion operators and print it (writes nothing)")
     args = parser.parse_args(argv)
@@ -395,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             scored = {k: v for k, v in g.items() if not np.isnan(v)}
             per_group.append(f"| {group} | {len(sub)} | {np.mean(list(scored.values())):.3f} | "
                              f"{min(scored.values()):.3f} ({min(scored, key=scored.get)}) |")
-    speed_text, speed_out = ("(speed not measured in this run)", {}) if args.no_speed else speed(data)
+    speed_text, speed_out = (previous_speed(Path(args.doc)), {}) if args.no_speed else speed(data)
     failing = [k for k, v in f1s.items() if v < 0.9 - 1e-9]  # (an F1 of exactly 0.9 in floating point passes)
     close = [k for k in f1s if k not in failing and intervals[k][0] < 0.9]
     n_sizes = {f"{r['size'][1]}×{r['size'][0]}" for r in rows}
