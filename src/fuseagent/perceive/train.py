@@ -13,7 +13,8 @@ into exposure brackets and focus pairs for MEF/MFF; and real exposure pairs from
 Besides the pairs of every recipe, ``singles`` single frames with 0..2 random degradations give every
 type more positives. Features are cached (``--cache``; ``--refit`` re-fits from the cache in a few
 minutes). The classifier is an ensemble of ``members`` perceptrons; per-type thresholds maximise F1
-over 5-fold out-of-fold probabilities of the synthesised pairs (``threshold_rows``; haze pooled over a
+over 5-fold out-of-fold probabilities of the synthesised pairs, folds by scene (a pair and the single
+frames made from one scene fall in one fold; ``threshold_rows``; haze pooled over a
 same-modality pair's frames, as :func:`fuseagent.perceive.perceive` decides it); the shipped model
 is trained on all rows. The result is ``perceive_weights.npz`` (the ensemble, per-type thresholds,
 relational thresholds), written atomically; collecting and fitting took about 5–7 minutes of one
@@ -146,6 +147,17 @@ def tuning_sources(task: str, cfg: dict[str, Any], data: Path) -> list[Source]:
     return out
 
 
+def scene_of(source_name: str) -> str:
+    """The scene a tuning source shows: the stack of a stack's frames (``SCENE:…``), the name otherwise
+    (an infrared–visible pair and its visible frame used alone share it).
+
+    Example:
+        >>> scene_of("Venice_HDRsoft:0-5"), scene_of("FLIR_00006")
+        ('Venice_HDRsoft', 'FLIR_00006')
+    """
+    return source_name.split(":")[0]
+
+
 def _ev_of(step: dict[str, Any]) -> float:
     """The step's exposure change as the image shows it (:func:`~fuseagent.degrade.photometric.effective_ev`)."""
     if step["op"] == "photometric.exposure":
@@ -205,6 +217,7 @@ def row_of(record: dict[str, Any], images: Sequence[np.ndarray]) -> dict[str, An
     size = images[record["roles"].index(reference)].shape[:2]
     return {
         "task": record["task"], "recipe": record["recipe"], "group": record["group"],
+        "scene": scene_of(record["source"]["name"]),
         "features": m.features, "levels": gt["levels"], "known": gt["known"],
         "gt_displacement": gt["displacement_px"], "est_displacement": m.alignment.displacement_px,
         "transform_error": transform_error(gt["transform"], m.alignment.transform, size),
@@ -260,6 +273,8 @@ def collect_singles(cfg: dict[str, Any], data: Path, n: int, seed: int, progress
     from ..io import read_image
     
     frames = single_sources(cfg, data)
+    scenes = {s.files[role]: scene_of(s.name) for key in cfg["sources"] for s in tuning_sources(key, cfg, data)
+              for role in ("image", "ir") if role in s.files}
     rows = []
     for i in tqdm(range(n), desc="tune singles", disable=not progress):
         rng = np.random.default_rng([seed, i, 31])
@@ -274,7 +289,7 @@ def collect_singles(cfg: dict[str, Any], data: Path, n: int, seed: int, progress
             for kind, lvl in out.labels.items():
                 labels[kind] = max(labels.get(kind, 0), int(lvl))
         feats = image_features(quantise(image), modality)
-        rows.append({"task": "single", "features": np.array([[feats[f] for f in FEATURE_NAMES]]),
+        rows.append({"task": "single", "scene": scenes[path], "features": np.array([[feats[f] for f in FEATURE_NAMES]]),
                      "levels": np.array([[labels.get(t, 0) for t in TYPES]]), "known": np.ones((1, len(TYPES)), bool)})
     return rows
 
@@ -365,14 +380,21 @@ def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationMod
 
     The classifier is an ensemble of ``members`` perceptrons (seeds ``seed``, ``seed + 1``, ...)
     over the features not listed in ``exclude_features``. Per-type thresholds maximise F1 over
-    out-of-fold probabilities (``folds``-fold cross-validation by sample) of the rows named by
+    out-of-fold probabilities (``folds``-fold cross-validation by scene: every sample made from one
+    scene, pairs and single frames alike, falls in one fold, so that each is predicted by a model
+    that never saw its scene; by sample for rows without a scene) of the rows named by
     ``threshold_rows``: ``"pairs"`` (the synthesised pairs, whose mix of degradations is the one
     the suites have; a type with fewer than 10 positives there falls back to every row) or
     ``"all"``. The shipped model is then trained on all rows.
     """
     rng = np.random.default_rng(int(cfg["seed"]))
     folds = int(cfg.get("folds", 5))
-    fold_of = rng.permutation(len(rows)) % folds
+    if all("scene" in r for r in rows):
+        scenes = sorted({r["scene"] for r in rows})
+        fold_of_scene = dict(zip(scenes, rng.permutation(len(scenes)) % folds))
+        fold_of = np.array([fold_of_scene[r["scene"]] for r in rows])
+    else:  # a feature cache written before rows knew their scene
+        fold_of = rng.permutation(len(rows)) % folds
     t = len(TYPES)
     excluded = set(cfg.get("exclude_features", []))
     names = tuple(n for n in FEATURE_NAMES if n not in excluded)
