@@ -42,8 +42,8 @@ TYPES = tuple(PERCEIVED_TYPES)
 WEAKNESSES = """Where it falls short, and why (observed on this suite and on the tuning suite's out-of-fold predictions):
 
 * **Counts.** The suite has 180 pairs per task, so each type has 41–205 positives and one image moves a
-  type's F1 by 0.005–0.02. Until session 11 the report used 60 pairs per task (17–63 positives); the
-  same weights then scored haze 0.80–0.94, over-exposure 0.88–0.95 and rain 0.89–0.92 on suites of seeds
+  type's F1 by 0.005–0.02. Until session 11 the report used 60 pairs per task (17–63 positives); one
+  model (this network, with thresholds from folds by sample) scored haze 0.80–0.94, over-exposure 0.88–0.95 and rain 0.89–0.92 on suites of seeds
   7, 8 and 9, so a 60-pair figure could pass or miss 0.9 by the draw alone.
 * **Low resolution vs blur.** Down/up-sampling and defocus both remove high frequencies; with one image
   and no reference the features (edge width, spectrum bands, resampling residuals) separate them only
