@@ -318,6 +318,9 @@ class TestTraining:
         assert any(s.files == {"a": str(office / "f1.png"), "b": str(office / "f0.png")} for s in pairs)
         middles = tuning_sources("mff", cfg, tmp_path)
         assert [Path(s.files["image"]).name for s in middles] == ["f2.png", "f3.png"]
+        # "*K" repeats a spec's sources so that a small collection is drawn K times as often
+        cfg["sources"]["mff"] = ["middle:stacks*3"]
+        assert [Path(s.files["image"]).name for s in tuning_sources("mff", cfg, tmp_path)] == ["f2.png", "f3.png"] * 3
 
     def test_tuning_never_sees_report_scenes(self, shared_data):
         from fuseagent.perceive.train import load_config, tuning_sources

@@ -115,36 +115,38 @@ def tuning_sources(task: str, cfg: dict[str, Any], data: Path) -> list[Source]:
     A source spec is a folder under ``data``: pairs (IVIF), single images (MEF/MFF), ``skimage``
     (scikit-image's sample photographs), ``PATH:train`` (RoadScene's tuning split),
     ``stacks:PATH`` (real exposure pairs from stacks) or ``middle:PATH`` (the two best-exposed
-    frames of each stack); stacks whose scene is named in ``exclude_scenes`` are left out.
+    frames of each stack); stacks whose scene is named in ``exclude_scenes`` are left out. A spec
+    ending in ``*K`` lists each of its sources K times, so that a collection with few images is
+    drawn K times as often.
     """
-    train, _ = roadscene_split(data, int(cfg["roadscene_train"]))
-    excluded = {name.lower() for name in cfg.get("exclude_scenes", [])}
     out: list[Source] = []
     for spec in cfg["sources"][task]:
-        if spec == "skimage":
-            from skimage import data as skdata
-
-            folder = Path(skdata.data_dir)
-            out += [Source(Path(n).stem, {"image": str(folder / n)}) for n in cfg["skimage_images"]
-                    if (folder / n).is_file()]
-            continue
-        kind, _, rest = spec.partition(":")
-        if kind == "stacks":
-            out += _stack_pairs(data / rest, excluded)
-            continue
-        if kind == "middle":
-            out += _stack_middles(data / rest, excluded)
-            continue
-        path, _, split = spec.partition(":")
-        keep = set(train) if split == "train" else None
-        if task.split("_")[0] == "ivif":
-            pairs = discover_sources(data / path, "ivif")
-            out += [s for s in pairs if keep is None or s.name in keep]
-        else:
-            out += _singles(data / path, keep)
+        spec, _, repeat = spec.partition("*")
+        out += _spec_sources(spec, task, cfg, data) * (int(repeat) if repeat else 1)
     if not out:
         raise InputError(f"no tuning sources for {task} under {data}")
     return out
+
+
+def _spec_sources(spec: str, task: str, cfg: dict[str, Any], data: Path) -> list[Source]:
+    """The sources of one spec of :func:`tuning_sources` (without its ``*K``)."""
+    if spec == "skimage":
+        from skimage import data as skdata
+
+        folder = Path(skdata.data_dir)
+        return [Source(Path(n).stem, {"image": str(folder / n)}) for n in cfg["skimage_images"]
+                if (folder / n).is_file()]
+    excluded = {name.lower() for name in cfg.get("exclude_scenes", [])}
+    kind, _, rest = spec.partition(":")
+    if kind == "stacks":
+        return _stack_pairs(data / rest, excluded)
+    if kind == "middle":
+        return _stack_middles(data / rest, excluded)
+    path, _, split = spec.partition(":")
+    keep = set(roadscene_split(data, int(cfg["roadscene_train"]))[0]) if split == "train" else None
+    if task.split("_")[0] == "ivif":
+        return [s for s in discover_sources(data / path, "ivif") if keep is None or s.name in keep]
+    return _singles(data / path, keep)
 
 
 def scene_of(source_name: str) -> str:
