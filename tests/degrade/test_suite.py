@@ -152,6 +152,19 @@ class TestSuite:
         used = np.unique(brighter[(brighter > 20) & (brighter < 230)])
         assert len(used) < 0.9 * (used.max() - used.min() + 1)
 
+    def test_prepare_re_renders_the_source_and_keeps_the_recipe_draws(self, single_src):
+        from fuseagent.degrade.photometric import scale_saturation
+        from fuseagent.degrade.suite import make_sample
+
+        source, recipes = discover_sources(single_src, "mff")[0], resolve_recipe("mff", "all")
+        plain = make_sample("mff", source, recipes, 3, 1, None)
+        vivid = make_sample("mff", source, recipes, 3, 1, None, prepare=lambda image: scale_saturation(image, 1.5))
+        # same recipe, operations and levels (parameters read from the content, e.g. an object's outline, may differ)
+        assert vivid.record["recipe"] == plain.record["recipe"]
+        assert [(s["op"], s["level"]) for s in vivid.record["steps"]] == [(s["op"], s["level"]) for s in plain.record["steps"]]
+        assert not np.allclose(vivid.reference, plain.reference)
+        np.testing.assert_allclose(vivid.reference, np.round(scale_saturation(plain.reference, 1.5) * 255) / 255, atol=1 / 255)
+
     def test_resume_after_interruption(self, ivif_src, tmp_path):
         out = tmp_path / "r"
         full = build_suite("ivif", ivif_src, "all", 3, 5, tmp_path / "full", progress=False)

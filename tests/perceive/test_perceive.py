@@ -13,6 +13,7 @@ import fuseagent
 from fuseagent.cli import main
 from fuseagent.degrade import degrade
 from fuseagent.degrade.sensor import jpeg_roundtrip
+from fuseagent.degrade.weather import add_haze
 from fuseagent.errors import FuseAgentError, ImageReadError, InputError
 from fuseagent.io import write_image
 from fuseagent.perceive import perceive, severity_to_value
@@ -56,6 +57,14 @@ class TestEstimators:
     def test_haze_raises_dark_channel_density(self, photo):
         hazy = degrade("haze.scattering", photo, seed=0, density=0.6, airlight=0.9, tint=0.0).image
         assert estimate_haze_density(hazy)[0] > estimate_haze_density(photo)[0] + 0.3
+
+    def test_haze_lifts_the_top_darkest_patches_more(self, photo):
+        # transmission falling upwards (distance) lifts the top third's darkest patches above the bottom's
+        veil = np.linspace(0.5, 0.9, photo.shape[0], dtype=np.float32)[:, None] * np.ones((1, photo.shape[1]), np.float32)
+        hazy = add_haze(photo, veil, 0.9)
+        clear, lifted = image_features(photo, "vis"), image_features(hazy, "vis")
+        assert lifted["dark_rise"] > clear["dark_rise"] + 0.1 and lifted["dark_top"] > clear["dark_top"] + 0.2
+        assert image_features(hazy[..., 0], "ir")["dark_rise"] == 0.0  # a photograph's cue, not measured on infrared
 
     def test_stripe_measures_column_pattern(self, gray):
         out = degrade("noise.stripe", gray, seed=0, amplitude=0.04, gain_share=0.0, orientation="vertical")

@@ -20,7 +20,8 @@ from ..io import to_gray
 from .base import Degraded, DegradationCard, register_degradation
 from .severity import level_of, value_in_level
 
-__all__ = ["REFERENCE_GAMMA", "linearise", "apply_response", "change_exposure", "effective_ev", "add_poisson_gaussian"]
+__all__ = ["REFERENCE_GAMMA", "linearise", "apply_response", "change_exposure", "effective_ev", "add_poisson_gaussian",
+           "scale_saturation"]
 
 #: Response exponent that exposure labels (and perception) are read on.
 REFERENCE_GAMMA = 2.2
@@ -66,6 +67,21 @@ def add_poisson_gaussian(image: np.ndarray, peak: float, read_sigma: float, rng:
     """Shot noise (``peak`` photo-electrons at full scale) plus Gaussian read noise."""
     shot = rng.poisson(np.clip(image, 0, 1).astype(np.float64) * peak) / peak
     return (shot + rng.normal(0.0, read_sigma, image.shape)).astype(np.float32)
+
+
+def scale_saturation(image: np.ndarray, gain: float) -> np.ndarray:
+    """Scale a colour image's distance from its grey (luminance) by ``gain``, clipped to ``[0, 1]``:
+    the vivid or muted rendering of one scene by different cameras. Grey images pass through.
+
+    Example:
+        >>> px = np.array([[[0.6, 0.4, 0.2]]], np.float32)
+        >>> [round(float(v), 3) for v in scale_saturation(px, 2.0)[0, 0]]
+        [0.763, 0.363, 0.0]
+    """
+    if image.ndim != 3:
+        return image
+    gray = to_gray(image)[..., None]
+    return np.clip(gray + float(gain) * (image - gray), 0.0, 1.0).astype(np.float32)
 
 
 def _exposure_labels(ev: float, gamma: float) -> dict[str, int]:

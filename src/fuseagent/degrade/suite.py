@@ -118,7 +118,8 @@ def limit_size(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return resize_to(image, (max(2, round(image.shape[0] * scale)), max(2, round(image.shape[1] * scale))))
 
 
-def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: int | None
+def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: int | None,
+                prepare: Callable[[np.ndarray], np.ndarray] | None = None
                 ) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, Any], dict[str, dict[str, int]], list[str]]:
     """Clean inputs per role, the reference image (generated pairs), generator facts, labels, and
     the perceived types that are inherent to the sources (not known, so not ground truth).
@@ -126,7 +127,8 @@ def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: i
     The clean inputs are 8-bit frames, as a camera stores a capture (and as ``clean_*.png`` are
     written): a source shrunk to ``max_side`` or a generated bracket / focus pair is rounded to 8-bit
     levels before any degradation, so a re-exposure of it leaves the same histogram trace as on a
-    frame read from disk.
+    frame read from disk. ``prepare`` (tuning only) re-renders a single source image before a pair
+    is generated from it.
     """
     if task == "ivif":
         vis = limit_size(read_image(source.files["vis"]), max_side)
@@ -142,6 +144,8 @@ def _load_clean(task: str, source: Source, rng: np.random.Generator, max_side: i
             inherent += ["low_light", "over_exposure"]
         return {"a": quantise(a), "b": quantise(b)}, None, {}, {"a": {}, "b": {}}, inherent
     image = quantise(limit_size(read_image(source.files["image"]), max_side))
+    if prepare is not None:
+        image = quantise(prepare(image))
     if task == "mef":
         gen = exposure_bracket(image, 2, rng)
         # the darker frame first, like a bracket on disk
@@ -160,11 +164,12 @@ def _warp_mask(mask: np.ndarray, transform: np.ndarray, size: tuple[int, int]) -
 
 
 def make_sample(task: str, source: Source, recipes: Sequence[Recipe], seed: int, index: int,
-                max_side: int | None = 640) -> Sample:
-    """Build sample ``index`` of a suite (everything drawn from ``default_rng([seed, index])``)."""
+                max_side: int | None = 640, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> Sample:
+    """Build sample ``index`` of a suite (everything drawn from ``default_rng([seed, index])``);
+    ``prepare`` re-renders a single source image first (see :func:`_load_clean`)."""
     rng = np.random.default_rng([int(seed), int(index)])
     recipe = recipes[int(rng.integers(len(recipes)))]
-    clean, reference, gen_info, labels, inherent = _load_clean(task, source, rng, max_side)
+    clean, reference, gen_info, labels, inherent = _load_clean(task, source, rng, max_side, prepare)
     roles = list(clean)
     moving = roles[0] if task == "ivif" else roles[-1]
     images = {r: im.copy() for r, im in clean.items()}

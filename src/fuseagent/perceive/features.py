@@ -810,7 +810,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
     "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_angle_contrast",
     "streaks_ratio", "spots_ratio", "segment_hf_q90", "segment_hf_q99",
-    "pair_bracket",
+    "pair_bracket", "dark_top", "dark_rise",
 )
 #: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
 #: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
@@ -820,7 +820,7 @@ VISIBLE_ONLY_FEATURES: tuple[str, ...] = (
     "streak_coherence", "spots_bright", "streaks_dark", "spots_dark", "streak_orient_excess", "streak_orient_spread",
     "falling_bright", "falling_excess", "falling_ratio", "clip_regions", "clip_largest", "highlight_texture",
     "hist_gaps", "hist_spikes", "dark_p05", "saturation_p90", "falling_angle_contrast", "streaks_ratio",
-    "spots_ratio")
+    "spots_ratio", "dark_top", "dark_rise")
 #: Features of an image that depend on the other image of its pair; :func:`image_features` leaves
 #: them at 0 (no partner) and :func:`fuseagent.perceive.measure` fills them for same-modality pairs.
 PAIR_FEATURES: tuple[str, ...] = ("relative_ev", "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps",
@@ -905,6 +905,13 @@ def _visible_features(image: np.ndarray, half: np.ndarray, core: np.ndarray, gra
     # The darkest patches: a veil of airlight lifts even the shadows (a clear scene keeps some near 0).
     sample = dark8[::4, ::4].ravel()
     f["dark_p05"] = float(np.partition(sample, sample.size // 20)[sample.size // 20]) / 255.0
+    # Haze thickens with distance, and the far part of a scene is mostly its upper part: a veil lifts
+    # the darkest patches of the top third more than those of the bottom third.
+    third = max(1, dark8.shape[0] // 3)
+    top, bottom = dark8[:third:2, ::2].ravel(), dark8[-third::2, ::2].ravel()
+    top_p10 = float(np.partition(top, top.size // 10)[top.size // 10]) / 255.0
+    f["dark_top"] = top_p10
+    f["dark_rise"] = top_p10 - float(np.partition(bottom, bottom.size // 10)[bottom.size // 10]) / 255.0
     if image.ndim == 3:
         chroma = cv2.divide(cv2.subtract(highest, lowest), cv2.add(highest, 1e-3))
         f["saturation"] = cv2.mean(chroma)[0]

@@ -45,7 +45,7 @@ from .model import WEIGHTS_PATH, DegradationModel, pool_scene_types
 
 __all__ = ["CONFIG_PATH", "load_config", "roadscene_split", "tuning_sources", "ground_truth", "collect",
            "fit", "tune_threshold", "f1_score", "main", "collect_singles", "single_sources", "row_of",
-           "transform_error"]
+           "transform_error", "rendering"]
 
 CONFIG_PATH = Path(__file__).with_name("train_config.json")
 TYPES: tuple[str, ...] = tuple(PERCEIVED_TYPES)
@@ -228,9 +228,30 @@ def row_of(record: dict[str, Any], images: Sequence[np.ndarray]) -> dict[str, An
     }
 
 
+def rendering(gains: Sequence[float] | None, seed: int, index: int) -> Any:
+    """The re-rendering of a tuning sample's single source image: its colour saturation scaled by a
+    gain drawn log-uniformly from ``gains`` (``[low, high]``; cameras render one scene more or less
+    vivid), on its own random stream ``[seed, index, 4243]`` so that every other draw of the sample is
+    unchanged; None when ``gains`` is None.
+
+    Example:
+        >>> f = rendering([2.0, 2.0], 0, 0)
+        >>> [round(float(v), 3) for v in f(np.array([[[0.6, 0.4, 0.2]]], np.float32))[0, 0]]
+        [0.763, 0.363, 0.0]
+    """
+    if gains is None:
+        return None
+    from ..degrade.photometric import scale_saturation
+
+    low, high = np.log(float(gains[0])), np.log(float(gains[1]))
+    gain = float(np.exp(np.random.default_rng([seed, index, 4243]).uniform(low, high)))
+    return lambda image: scale_saturation(image, gain)
+
+
 def collect(task: str, sources: list[Source], n: int, seed: int, max_side: int, per_source: int,
-            progress: bool = True) -> list[dict[str, Any]]:
-    """Synthesise ``n`` samples of ``task`` in memory (all recipes) and measure them."""
+            progress: bool = True, saturation_gains: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """Synthesise ``n`` samples of ``task`` in memory (all recipes) and measure them; a pair generated
+    from a single image is rendered first with :func:`rendering` of ``saturation_gains``."""
     from tqdm import tqdm
 
     recipes = resolve_recipe(task, "all")
@@ -240,7 +261,8 @@ def collect(task: str, sources: list[Source], n: int, seed: int, max_side: int, 
     n_src = len(sources)
     for i in tqdm(range(n), desc=f"tune {task}", disable=not progress):
         perm = np.random.default_rng([seed, i // n_src, 7919]).permutation(n_src)
-        sample = make_sample(task, sources[int(perm[i % n_src])], recipes, seed, i, max_side)
+        sample = make_sample(task, sources[int(perm[i % n_src])], recipes, seed, i, max_side,
+                             rendering(saturation_gains, seed, i))
         images = [quantise(sample.images[r]) for r in sample.record["roles"]]
         rows.append(row_of(sample.record, images))
     return rows
@@ -282,6 +304,9 @@ def collect_singles(cfg: dict[str, Any], data: Path, n: int, seed: int, progress
         rng = np.random.default_rng([seed, i, 31])
         path, modality = frames[int(rng.integers(len(frames)))]
         image = quantise(limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), int(cfg["max_side"])))
+        render = rendering(cfg.get("saturation_gains"), seed, i)
+        if render is not None and modality == "vis":
+            image = quantise(render(image))
         k = int(rng.choice([0, 1, 1, 2]))
         ops = sorted(rng.choice(_SINGLE_OPS[modality], size=k, replace=False).tolist(), key=STEP_ORDER.index)
         labels: dict[str, int] = {}
@@ -491,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             task = key.split("_")[0]
             seed = int(cfg["seed"]) + (0 if key == task else 1)
             rows += collect(task, tuning_sources(key, cfg, data), int(n), seed, int(cfg["max_side"]),
-                            int(cfg["per_source"]))
+                            int(cfg["per_source"]), saturation_gains=cfg.get("saturation_gains"))
             _save_rows(cache, rows)
     model, summary = fit(rows, cfg)
     model.save(args.out)
