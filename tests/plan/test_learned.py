@@ -217,11 +217,11 @@ class TestShippedPolicy:
 
     @pytest.mark.parametrize("task, folder, roles, findings, stored", [
         ("ivif", "ivif/tno_08", ["ir", "vis"], Findings({"vis": {"noise": 3}}),
-         "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:wavelet]"),
+         "[task:denoise][model:nlm][on:vis] -> [task:fusion][model:laplacian]"),
         ("mef", "mef/coffee", ["a", "b", "c"], Findings(),
-         "[task:exposure][model:histmatch] -> [task:fusion][model:spd_global]"),
+         "[task:fusion][model:spd_global]"),
         ("mff", "mff/rocket", ["a", "b"], Findings({"a": {"haze": 2}, "b": {"haze": 2}}),
-         "[task:fusion][model:wavelet]"),
+         "[task:dehaze][model:dcp] -> [task:fusion][model:wavelet]"),
     ])
     def test_fixed_input_gives_the_stored_plan(self, monkeypatch, task, folder, roles, findings, stored):
         from fuseagent.io import read_image
