@@ -510,7 +510,10 @@ thresholds within ±0.05 rather than at one point: the F1 curves are flat (rain 
 0.85), so the single best point rests on a few samples, and two fits of one pool (with and without the
 saturation features) put rain's at 0.71 and 0.81 (here rain 0.910 → 0.896 with the second); the window's middle (0.63) gives rain 0.917 here, the
 network unchanged. Over session 12, on this suite: haze 0.836 → 0.908, rain 0.913 → 0.917, over-exposure
-0.905 → 0.937, low resolution 0.873 → 0.870, blur 0.944 → 0.938, the others within 0.003.
+0.905 → 0.937, low resolution 0.873 → 0.870, blur 0.944 → 0.938, the others within 0.003. On a second
+draw of 540 pairs from the same sources (`--seed 8`, run once at the end and used for no decision), session
+11 → 12: haze 0.879 → 0.949, rain 0.911 → 0.927, over-exposure 0.912 → 0.962, low resolution 0.883 → 0.897,
+the others within 0.001 (noise 0.969, blur 0.951, low light 0.993, stripe 1.000, JPEG 0.974).
 
 The session-11 classifier (8-bit tuning frames, the `pair_bracket` flag, 1200 multi-focus tuning pairs,
 thresholds from folds by scene) scored noise 0.958, blur 0.944, haze 0.836, rain 0.913, low light 0.987,
