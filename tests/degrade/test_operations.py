@@ -9,7 +9,7 @@ import pytest
 from fuseagent.degrade import degrade, degradation_card, level_of, list_degradations
 from fuseagent.degrade.blur import convolve, kernel_std
 from fuseagent.degrade.geometric import apply_points, mean_displacement
-from fuseagent.degrade.photometric import change_exposure, effective_ev, linearise
+from fuseagent.degrade.photometric import change_exposure, effective_ev, linearise, scale_saturation
 from fuseagent.degrade.sensor import jpeg_roundtrip
 from fuseagent.errors import InputError, UnknownNameError
 
@@ -106,6 +106,18 @@ class TestResolution:
 
 
 class TestPhotometric:
+    def test_scale_saturation(self):
+        rng = np.random.default_rng(0)
+        colour = rng.uniform(0.2, 0.8, (8, 8, 3)).astype(np.float32)
+        grey = colour.mean(axis=2)
+        np.testing.assert_allclose(scale_saturation(colour, 1.0), colour, atol=1e-6)
+        assert scale_saturation(grey, 2.0) is grey  # nothing to scale in a grey image
+        flat = scale_saturation(colour, 0.0)
+        assert np.abs(flat - flat[..., :1]).max() < 1e-6  # gain 0: every channel is the luminance
+        vivid = scale_saturation(colour, 1.5)
+        spread = lambda x: (x.max(axis=2) - x.min(axis=2)).mean()  # noqa: E731
+        assert spread(vivid) > 1.3 * spread(colour) and vivid.min() >= 0.0 and vivid.max() <= 1.0
+
     def test_exposure_round_trip(self, scene):
         up = change_exposure(scene * 0.4, 1.0, 2.2)
         np.testing.assert_allclose(change_exposure(up, -1.0, 2.2), scene * 0.4, atol=1e-5)
