@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def row_of(record: dict[str, Any], images: Sequence[np.ndarray]) -> dict[str, An
     }
 
 
-def rendering(gains: Sequence[float] | None, seed: int, index: int) -> Any:
+def rendering(gains: Sequence[float] | None, seed: int, index: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """The re-rendering of a tuning sample's single source image: its colour saturation scaled by a
     gain drawn log-uniformly from ``gains`` (``[low, high]``; cameras render one scene more or less
     vivid), on its own random stream ``[seed, index, 4243]`` so that every other draw of the sample is
