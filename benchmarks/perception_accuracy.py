@@ -45,6 +45,12 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   type's F1 by 0.005–0.02. Until session 11 the report used 60 pairs per task (17–63 positives); one
   model (session 11's network, with thresholds from folds by sample) scored haze 0.80–0.94, over-exposure 0.88–0.95 and rain 0.89–0.92 on suites of seeds
   7, 8 and 9, so a 60-pair figure could pass or miss 0.9 by the draw alone.
+* **Refits.** The training draws (fold assignment, the members' initialisation) move the figures too. The
+  shipped settings refitted on the same tuning rows with the seed + 100 score haze 0.882, rain 0.912,
+  over-exposure 0.923 and low resolution 0.851 here; ensembles of 15 members (seed and seed + 100) haze
+  0.877 and 0.870, rain 0.903 and 0.938, over-exposure 0.921 and 0.935, low resolution 0.870 and 0.868 (the
+  other types within 0.02 of the table). The shipped fit (chosen before these were run) is at the top of
+  that spread for haze: read haze as about 0.87–0.91 here, and low resolution as 0.85–0.87.
 * **Low resolution vs blur.** Down/up-sampling and defocus both remove high frequencies; with one image
   and no reference the features (edge width, spectrum bands, resampling residuals) separate them only
   partly. The periodicity of second-difference profiles (interpolation leaves a trace at the sampling
