@@ -7,7 +7,10 @@ never the accuracy report's RoadScene pairs after the first 100, MEFB or Lytro),
   or with JPEG, noise, motion blur or haze; 30 % of all re-compressed as JPEG afterwards;
 * ``lowres`` — half down-sampled (``resolution.low``, levels 1–3), half clean, one frame of a
   multi-focus pair made from it (region or depth defocus), uniformly defocused, JPEG or noisy;
-  30 % then lightly compressed or made noisy.
+  30 % then lightly compressed or made noisy;
+* ``striped`` — infrared frames only: half down-sampled (levels 1–2), half clean or defocused
+  (levels 1–3); 60 % of all then given fixed-pattern stripe noise (``noise.stripe``, levels 1–5), as
+  the infrared recipes do after a down-sampling.
 
 For each feature of :func:`fuseagent.perceive.features.image_features` named below it prints the
 ROC AUC of positives against all negatives and against each confuser (0.5: no separation; values
@@ -28,6 +31,8 @@ RAIN_FEATURES = ("falling_ratio", "falling_angle_contrast", "falling_excess", "s
                  "spots_bright", "streak_orient_excess", "rain_excess")
 LOWRES_FEATURES = ("segment_hf_q90", "segment_hf_q99", "resample_1.5", "resample_2", "band_8", "interp_period_row",
                    "blur_w25")
+STRIPED_FEATURES = ("segment_hf_q90", "segment_hf_least_q90", "segment_hf_least_q99", "band_8", "band_9",
+                    "interp_period_row")
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -49,9 +54,11 @@ def frames(kind: str, n: int, data: Path) -> list[tuple[bool, str, np.ndarray, s
     sources = single_sources(load_config(), data)
     if kind == "rain":
         sources = [s for s in sources if s[1] == "vis"]
+    elif kind == "striped":
+        sources = [s for s in sources if s[1] == "ir"]
     out = []
     for i in range(n):
-        rng = np.random.default_rng([99 if kind == "rain" else 77, i])
+        rng = np.random.default_rng([{"rain": 99, "lowres": 77, "striped": 11}[kind], i])
         path, modality = sources[int(rng.integers(len(sources)))]
         image = quantise(limit_size(read_image(path, mode="gray" if modality == "ir" else "auto"), 640))
         positive = i % 2 == 0
@@ -65,6 +72,16 @@ def frames(kind: str, n: int, data: Path) -> list[tuple[bool, str, np.ndarray, s
         elif kind == "lowres" and positive:
             what = "down-sampled"
             image = degrade("resolution.low", image, rng, int(rng.choice([1, 1, 2, 3]))).image
+        elif kind == "striped":
+            what = "down-sampled" if positive else str(rng.choice(["clean", "blur.defocus"]))
+            if positive:
+                image = degrade("resolution.low", image, rng, int(rng.choice([1, 1, 2]))).image
+            elif what != "clean":
+                image = degrade(what, image, rng, int(rng.integers(1, 4))).image
+            if rng.random() < 0.6:
+                image = degrade("noise.stripe", image, rng, int(rng.integers(1, 6))).image
+            out.append((positive, what, quantise(image), modality))
+            continue
         else:
             confusers = (["clean", "sensor.jpeg", "noise.gaussian", "blur.motion", "haze.scattering"] if kind == "rain"
                          else ["clean", "multi-focus", "multi-focus", "blur.defocus", "sensor.jpeg", "noise.gaussian"])
@@ -88,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     from fuseagent.perceive.features import image_features
 
-    for kind, names in (("rain", RAIN_FEATURES), ("lowres", LOWRES_FEATURES)):
+    for kind, names in (("rain", RAIN_FEATURES), ("lowres", LOWRES_FEATURES), ("striped", STRIPED_FEATURES)):
         rows = frames(kind, args.n, Path(args.data))
         values = np.array([[image_features(img, modality)[f] for f in names] for _, _, img, modality in rows])
         positive = np.array([r[0] for r in rows])

@@ -141,9 +141,22 @@ class TestEstimators:
         assert low[1] < clean[1] - 1.0
         assert all(segment_sharpness(frame)[1] > low[1] + 0.6 for frame in focus)
 
+    @pytest.mark.parametrize("factor", [1.7, 2.5])
+    def test_low_resolution_cues_see_past_stripes(self, gray, factor):
+        low = degrade("resolution.low", gray, seed=0, factor=factor).image
+        striped = degrade("noise.stripe", low, seed=1, level=2).image
+        clean, plain, noisy = (image_features(x, "ir") for x in (gray, low, striped))
+        # the stripes make the pooled finest-detail cue read the down-sampled frame as sharper than the clean one ...
+        assert noisy["segment_hf_q90"] > clean["segment_hf_q90"] + 0.5
+        # ... but not the cue read along them
+        assert noisy["segment_hf_least_q90"] == pytest.approx(plain["segment_hf_least_q90"], abs=0.1)
+        assert noisy["segment_hf_least_q90"] < clean["segment_hf_least_q90"] - 0.5
+        # the spectrum bands leave out the axes, where the stripes' additive part lies (their gain part is not)
+        assert noisy["band_9"] < clean["band_9"] - 0.5
+
     def test_segment_sharpness_of_a_flat_or_tiny_image(self):
-        assert segment_sharpness(np.full((100, 100), 0.5, np.float32)) == (0.0, 0.0)  # no textured run
-        assert segment_sharpness(np.random.default_rng(0).random((30, 30)).astype(np.float32)) == (0.0, 0.0)
+        assert segment_sharpness(np.full((100, 100), 0.5, np.float32)) == (0.0, 0.0, 0.0, 0.0)  # no textured run
+        assert segment_sharpness(np.random.default_rng(0).random((30, 30)).astype(np.float32)) == (0.0, 0.0, 0.0, 0.0)
 
     @pytest.mark.parametrize("quality", [10, 30, 50, 75])
     def test_dct_quantisation_reads_the_quality(self, photo, quality):

@@ -460,15 +460,18 @@ def _segment_kernels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.ones((1, 1), np.float32))
 
 
-def segment_sharpness(gray: np.ndarray, step: int = 4, segment: int = 64) -> tuple[float, float]:
+def segment_sharpness(gray: np.ndarray, step: int = 4, segment: int = 64) -> tuple[float, float, float, float]:
     """How much of the finest detail the sharpest parts of the frame keep (low resolution vs defocus).
 
     Along every ``step``-th row and column, each ``segment``-px run gets the ``log`` ratio of its
     energy above about 0.3 cycles/px (the profile minus its Gaussian blur of σ 0.8 px) to its energy
     in the band below (blur of σ 0.8 minus blur of σ 1.6 px). Returns the 90th and 99th percentiles
-    over the runs with texture. Down-sampling by 1.6× or more removes that top band from the whole
-    frame, while the defocus of a multi-focus frame leaves its in-focus parts untouched, so the
-    sharpest runs tell the two apart where whole-frame spectra cannot.
+    over the runs with texture, pooled over both directions, and then the same percentiles read on
+    rows alone and on columns alone, the lower of the two. Down-sampling by 1.6× or more removes that
+    top band from the whole frame, while the defocus of a multi-focus frame leaves its in-focus parts
+    untouched, so the sharpest runs tell the two apart where whole-frame spectra cannot. Fixed-pattern
+    stripes add fine detail across the stripes only; the direction along them still shows the loss,
+    hence the per-direction minimum.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -477,6 +480,10 @@ def segment_sharpness(gray: np.ndarray, step: int = 4, segment: int = 64) -> tup
         >>> up = cv2.resize(small, (256, 256), interpolation=cv2.INTER_CUBIC)
         >>> segment_sharpness(up)[0] < segment_sharpness(x)[0] - 1
         True
+        >>> striped = up + 0.05 * rng.standard_normal(256).astype(np.float32)[None, :]  # column offsets
+        >>> s, u = segment_sharpness(striped), segment_sharpness(up)
+        >>> bool(s[0] > u[0] + 0.5), bool(abs(s[2] - u[2]) < 0.01)
+        (True, True)
     """
     fine, coarse, identity = _segment_kernels()
     ratios = []
@@ -492,12 +499,13 @@ def segment_sharpness(gray: np.ndarray, step: int = 4, segment: int = 64) -> tup
         e_high = (high * high).reshape(-1, n, segment).mean(axis=2)
         e_band = (band * band).reshape(-1, n, segment).mean(axis=2)
         textured = e_band > 1e-5
-        ratios.append(np.log((e_high[textured] + 1e-7) / e_band[textured]))
-    values = np.concatenate(ratios) if ratios else np.zeros(0)
-    if values.size == 0:
-        return 0.0, 0.0
-    q90, q99 = np.percentile(values, (90, 99))
-    return float(q90), float(q99)
+        if textured.any():
+            ratios.append(np.log((e_high[textured] + 1e-7) / e_band[textured]))
+    if not ratios:
+        return 0.0, 0.0, 0.0, 0.0
+    q90, q99 = np.percentile(np.concatenate(ratios), (90, 99))
+    least90, least99 = np.min([np.percentile(r, (90, 99)) for r in ratios], axis=0)
+    return float(q90), float(q99), float(least90), float(least99)
 
 
 def line_edge_widths(gray: np.ndarray, step: int = 8, top: float = 0.04) -> tuple[float, float, float, float]:
@@ -737,10 +745,17 @@ def histogram_combing(image: np.ndarray) -> tuple[float, float]:
 
 @lru_cache(maxsize=8)
 def _spectrum_layout(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window, band index, kept coefficients and their count per band for :func:`_spectrum_bands`.
+
+    The two frequency axes (within 2 bins, the window's leakage) are left out: column and row
+    patterns (fixed-pattern stripes) put all their energy there, and they are measured on their own.
+    """
     window = np.outer(np.hanning(s), np.hanning(s)).astype(np.float32)
-    radius = np.hypot(np.fft.fftfreq(s)[:, None], np.fft.rfftfreq(s)[None, :])
+    fy, fx = np.fft.fftfreq(s)[:, None], np.fft.rfftfreq(s)[None, :]
+    radius = np.hypot(fy, fx)
     idx = (np.digitize(radius, _BANDS) - 1).ravel()
-    keep = (idx >= 0) & (idx < len(_BANDS) - 1)
+    off_axes = ((np.abs(fy) * s >= 2) & (fx * s >= 2)).ravel()
+    keep = (idx >= 0) & (idx < len(_BANDS) - 1) & off_axes
     counts = np.bincount(idx[keep], minlength=len(_BANDS) - 1)
     return window, idx, keep, counts
 
@@ -810,7 +825,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "pair_mean", "pair_p05", "pair_p95", "pair_clipped", "pair_gaps", "pair_line_w50", "pair_line_w75",
     "dct_quality_loss", "dct_peak", "dct_zero", "dark_p05", "saturation_p90", "pair_spikes", "falling_angle_contrast",
     "streaks_ratio", "spots_ratio", "segment_hf_q90", "segment_hf_q99",
-    "pair_bracket", "dark_top", "dark_rise",
+    "pair_bracket", "dark_top", "dark_rise", "segment_hf_least_q90", "segment_hf_least_q99",
 )
 #: Cues of degradations that only photographs carry (haze, rain and snow, over-exposure and digital
 #: re-exposure): the classifier never sees these types on infrared images (no tuning sample has them
@@ -987,7 +1002,7 @@ def image_features(image: np.ndarray, modality: str = "vis", gray: np.ndarray | 
     f["line_w50_x"], f["line_w50_y"], f["line_w75"], f["line_w_direction"] = line_edge_widths(gray)
     f["grid_block"], f["grid_offgrid"] = grid_blockiness(gray)
     f["interp_period_col"], f["interp_period_row"] = interpolation_periodicity(gray, stride=4)
-    f["segment_hf_q90"], f["segment_hf_q99"] = segment_sharpness(gray)
+    f["segment_hf_q90"], f["segment_hf_q99"], f["segment_hf_least_q90"], f["segment_hf_least_q99"] = segment_sharpness(gray)
     f["dct_quality_loss"], f["dct_peak"], f["dct_zero"] = dct_quantisation(detail)
     if modality == "ir":
         f.update(dict.fromkeys(VISIBLE_ONLY_FEATURES, 0.0))
