@@ -46,12 +46,15 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   model (session 11's network, with thresholds from folds by sample) scored haze 0.80–0.94, over-exposure 0.88–0.95 and rain 0.89–0.92 on suites of seeds
   7, 8 and 9, so a 60-pair figure could pass or miss 0.9 by the draw alone.
 * **Refits.** The training draws (fold assignment, the members' initialisation) move the figures too. The
-  shipped settings refitted on the same tuning rows with the seed + 100 score haze 0.877, rain 0.931,
-  over-exposure 0.921 and low resolution 0.869 here (the shipped fit: 0.893, 0.894, 0.909 and 0.871; blur
-  0.943, the other types within 0.01). Session 12's settings gave, over four fits (its shipped one, the seed
-  + 100, and 15-member ensembles at both seeds), haze 0.870–0.908, rain 0.903–0.938, over-exposure
-  0.921–0.937 and low resolution 0.851–0.870. Read haze, rain and over-exposure as about 0.87–0.94 here, and
-  low resolution as 0.85–0.89: a type this close to 0.9 passes or misses it by the fit.
+  shipped settings refitted on the same tuning rows with the seed + 100 score haze 0.877, rain 0.930,
+  over-exposure 0.935 and low resolution 0.869 here (the shipped fit: 0.893, 0.938, 0.937 and 0.865; the
+  other types within 0.01). Rain and over-exposure hold still since session 13 takes each threshold at the
+  middle of its near-best stretch (below): before, the two fits put rain's threshold at 0.83 and 0.69 and
+  scored it 0.894 and 0.931 here, and taking the second fit's thresholds with the first fit's networks gave
+  rain 0.938, so that spread came from the thresholds. Haze still moves with the networks (0.877–0.893).
+  Session 12's settings gave, over four fits, haze 0.870–0.908, rain 0.903–0.938, over-exposure
+  0.921–0.937 and low resolution 0.851–0.870. Read haze here as about 0.88–0.91 and low resolution as
+  0.85–0.89: a type this close to 0.9 passes or misses it by the fit.
 * **Low resolution vs blur.** Down/up-sampling and defocus both remove high frequencies; with one image
   and no reference the features (edge width, spectrum bands, resampling residuals) separate them only
   partly. The periodicity of second-difference profiles (interpolation leaves a trace at the sampling
@@ -66,8 +69,8 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   misses are mild down-sampling of RoadScene infrared frames under stripes, which are soft already (and
   carry a resampling trace of their own): all 5 misses here are such frames, 4 of them level 1. The false
   detections are frames whose sharpest part has no fine texture: the defocused frame of one Lytro scene,
-  where only a smooth wire fence is sharp (5 of the 14), the over-exposed frame of one MEFB scene (ICCV_15 B,
-  4), frames of two more Lytro scenes, and three infrared frames under level-1 defocus (σ ≈ 0.8 px, about
+  where only a smooth wire fence is sharp (5 of the 15), the over-exposed frame of one MEFB scene (ICCV_15 B,
+  4), frames of three more scenes, and three infrared frames under level-1 defocus (σ ≈ 0.8 px, about
   what a level-1 down-sampling does to an edge) and stripes. Relative cues of an infrared frame against
   its visible partner (edge widths, finest detail) raised the tuning pairs' out-of-fold low-resolution F1
   (0.898 → 0.918) but rain's far more (0.873 → 0.931): the recipes pair an infrared change with a visible
@@ -495,7 +498,7 @@ best-exposed frames of the Waterloo MEF stacks, real exposure pairs from those s
 scenes that MEFB also holds — Balloons, Candle, Lamp, Memorial — left out), and single frames of the same
 sources with 0–2 random degradations (focus pairs drawn 4× as often from LOL and Waterloo frames and 2× from
 scikit-image's as from RoadScene's and TNO's; every photograph a pair or frame is made from rendered with a
-random saturation gain); the per-type thresholds maximise F1 (averaged over ±0.05) over out-of-fold predictions of the
+random saturation gain); each type's threshold is the middle of those whose F1 (averaged over ±0.05) is within 0.02 of the best, on out-of-fold predictions of the
 tuning pairs (whose mix of degradations is the suites' one; haze pooled over a same-modality pair's frames,
 as perception decides it), with folds by scene: every pair and single frame made from one scene falls in one
 fold, so each is predicted by a model that never saw its scene, as a user's images are.
@@ -510,7 +513,8 @@ exponent `gamma` multiplies pixel values by `2^(ev/gamma)`, so only that ratio i
 gave identical images different labels (e.g. +0.59 EV at gamma 1.83 and +0.71 EV at gamma 2.2).
 
 The shipped classifier (session 13) differs from session 12's in two cues, each kept on the out-of-fold F1
-(folds by scene) of the tuning pairs, this suite run after each. Both let the low-resolution cues see past
+(folds by scene) of the tuning pairs, this suite run after each, and in how a threshold is read off its F1
+curve. Both let the low-resolution cues see past
 fixed-pattern stripes, which the infrared recipes may add after a down-sampling: stripes add fine detail
 across themselves, so a striped down-sampled frame read as sharp. On infrared frames made from tuning
 sources (`benchmarks/perception_cues.py`, set `striped`: 200 down-sampled by levels 1–2 against 200 clean or
@@ -526,9 +530,18 @@ blur 0.880 → 0.901, the others within 0.01 (rain 0.873 → 0.863); here low re
 0.893, rain 0.921 → 0.894, over-exposure 0.923 → 0.909. These moves are within what a refit alone does here:
 refitted with the seed + 100, the fit with (1) alone scores low resolution 0.843, the fit with both 0.869
 (session 12's settings 0.851–0.870 over four fits). The out-of-fold rule, fixed beforehand, ships both.
-On the second draw (`--seed 8`, used for no decision), session 12 → 13: haze 0.949 → 0.952, rain 0.927 →
-0.947, over-exposure 0.962 → 0.931, low resolution 0.897 → 0.878, blur 0.951 → 0.957, noise 0.969, low
-light 0.993, stripe 1.000, JPEG 0.974.
+(3) Each threshold is now the middle of the thresholds whose averaged F1 (±0.05, as before) is within 0.02
+of the best (`threshold_tolerance`), not the middle of the best point's stretch: on flat curves the best
+point is noise. The fits at the seed and the seed + 100 put rain's threshold at 0.83 and 0.69 before, at
+0.69 and 0.72 after; summed over the nine types the two fits' thresholds differed by 0.59 before, and by
+0.39, 0.27 and 0.13 with tolerances 0.005, 0.01 and 0.02. The tolerance taken is the smallest of these that
+brings every type's two thresholds within 0.05 of each other, a rule on the tuning pairs alone (this
+suite prompted the look: with the first fit's networks and the second fit's thresholds rain scored 0.938
+here against 0.894). It costs out-of-fold F1 at most 0.018 (rain) against each fit's best point. Here,
+with the same networks: rain 0.894 → 0.938, over-exposure 0.909 → 0.937, blur 0.944 → 0.951, low
+resolution 0.871 → 0.865, haze 0.893 (unchanged). On the second draw (`--seed 8`, used for no decision),
+session 12 → 13: haze 0.949 → 0.936, rain 0.927 → 0.951, over-exposure 0.962 → 0.941, low resolution
+0.897 → 0.878, blur 0.951 → 0.970, noise 0.969 → 0.971, low light 0.993 → 1.000, stripe 1.000, JPEG 0.974.
 
 The session-12 classifier differed from session 11's in four ways, each kept on the out-of-fold F1
 (folds by scene) of the tuning pairs, this suite run after each. (1) Multi-focus tuning pairs are drawn 4× as

@@ -334,12 +334,14 @@ def f1_score(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r > 0 else 0.0)
 
 
-def tune_threshold(scores: np.ndarray, truth: np.ndarray, window: float = 0.0) -> float:
+def tune_threshold(scores: np.ndarray, truth: np.ndarray, window: float = 0.0, tolerance: float = 0.0) -> float:
     """The threshold on ``scores`` (predict ``score >= t``) that maximises F1; ties → the middle.
 
     With ``window`` > 0 the F1 is first averaged over thresholds within ``± window`` (on a grid of
     step ``window / 5``): where the F1 curve is flat the single best point rests on a few samples and
-    moves from one tuning run to the next, the middle of the best stretch does not.
+    moves from one tuning run to the next, the middle of the best stretch does not. ``tolerance``
+    widens that stretch to every grid threshold whose averaged F1 is within ``tolerance`` of the best
+    (its middle is taken), for a plateau whose highest point is noise.
 
     Example:
         >>> tune_threshold(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1], bool))
@@ -349,13 +351,15 @@ def tune_threshold(scores: np.ndarray, truth: np.ndarray, window: float = 0.0) -
         >>> scores = np.clip(np.where(truth, 0.65, 0.35) + rng.normal(0, 0.25, 40), 0, 1)
         >>> round(tune_threshold(scores, truth), 3), round(tune_threshold(scores, truth, window=0.1), 3)
         (0.814, 0.715)
+        >>> round(tune_threshold(scores, truth, window=0.1, tolerance=0.05), 3)
+        0.555
     """
     if window > 0:
         step = window / 5
         grid = np.arange(float(scores.min()), float(scores.max()) + step, step)
         f1s = np.array([f1_score(scores >= g, truth)[2] for g in grid])
         smooth = np.convolve(np.pad(f1s, 5, mode="edge"), np.full(11, 1 / 11), mode="valid")
-        best = np.flatnonzero(smooth >= smooth.max() - 1e-12)
+        best = np.flatnonzero(smooth >= smooth.max() - max(float(tolerance), 1e-12))
         return float(grid[best[len(best) // 2]])
     values = np.unique(scores)
     cands = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
@@ -428,8 +432,9 @@ def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationMod
     that never saw its scene; by sample for rows without a scene) of the rows named by
     ``threshold_rows``: ``"pairs"`` (the synthesised pairs, whose mix of degradations is the one
     the suites have; a type with fewer than 10 positives there falls back to every row) or
-    ``"all"``, the F1 averaged over thresholds within ``± threshold_window`` (see
-    :func:`tune_threshold`). The shipped model is then trained on all rows.
+    ``"all"``, the F1 averaged over thresholds within ``± threshold_window``, at the middle of the
+    thresholds within ``threshold_tolerance`` of the best average (see :func:`tune_threshold`). The
+    shipped model is then trained on all rows.
     """
     rng = np.random.default_rng(int(cfg["seed"]))
     folds = int(cfg.get("folds", 5))
@@ -473,8 +478,8 @@ def fit(rows: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[DegradationMod
     for j in range(t):
         sel = kv[:, j] & pair_v if cfg.get("threshold_rows", "all") == "pairs" else kv[:, j]
         scored.append(sel if int((yv[sel, j] > 0).sum()) >= 10 else kv[:, j])
-    window = float(cfg.get("threshold_window", 0.0))
-    thresholds = np.array([tune_threshold(prob_v[sel, j], (yv[sel, j] > 0), window) if sel.any() else 0.5
+    window, tolerance = float(cfg.get("threshold_window", 0.0)), float(cfg.get("threshold_tolerance", 0.0))
+    thresholds = np.array([tune_threshold(prob_v[sel, j], (yv[sel, j] > 0), window, tolerance) if sel.any() else 0.5
                            for j, sel in enumerate(scored)])
     model.thresholds = np.clip(thresholds, 0.05, 0.95)
     settings: dict[str, Any] = {"misalignment_px": {}, "motion_score": {}, "white_balance_log_rb": {}}
