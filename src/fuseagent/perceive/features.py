@@ -22,9 +22,11 @@ columns of the whole full-resolution frame:
 * rain / snow — thin bright structures (white top-hat) against thin dark ones, and thin bright
   lines that fall in one direction within 30° of vertical over 10 px (falling streaks);
 * low light / over-exposure — luminance statistics and clipping;
-* low resolution — down/up-sampling residuals, the spectral fall-off, the sampling period that
-  interpolation leaves in second differences, and the finest detail kept by the sharpest parts of
-  the frame (defocus spares the in-focus parts, down-sampling none);
+* low resolution — down/up-sampling residuals, the spectral fall-off (the frequency axes, where
+  column and row stripes put their energy, left out), the sampling period that interpolation leaves
+  in second differences, and the finest detail kept by the sharpest parts of the frame (defocus
+  spares the in-focus parts, down-sampling none), also along rows and columns apart (stripes add
+  fine detail across themselves only);
 * stripe noise — the row-median of horizontal differences (a column pattern) vs rows;
 * JPEG — the mean jump across 8-px block borders against the other phases of the grid, with
   clipped areas left out, and the quantisation step of the blocks' DCT coefficients
