@@ -751,12 +751,13 @@ def _spectrum_layout(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
     The two frequency axes (within 2 bins, the window's leakage) are left out: column and row
     patterns (fixed-pattern stripes) put all their energy there, and they are measured on their own.
+    Crops under 64 px keep them, or the lowest band, the reference of the others, would be empty.
     """
     window = np.outer(np.hanning(s), np.hanning(s)).astype(np.float32)
     fy, fx = np.fft.fftfreq(s)[:, None], np.fft.rfftfreq(s)[None, :]
     radius = np.hypot(fy, fx)
     idx = (np.digitize(radius, _BANDS) - 1).ravel()
-    off_axes = ((np.abs(fy) * s >= 2) & (fx * s >= 2)).ravel()
+    off_axes = ((np.abs(fy) * s >= 2) & (fx * s >= 2)).ravel() if s >= 64 else np.ones(radius.size, bool)
     keep = (idx >= 0) & (idx < len(_BANDS) - 1) & off_axes
     counts = np.bincount(idx[keep], minlength=len(_BANDS) - 1)
     return window, idx, keep, counts
