@@ -376,8 +376,8 @@ class TestTraining:
         paths |= {f for f, _ in single_sources(cfg, shared_data)}
         assert report and not any(Path(f).stem in set(report) for f in paths if "/roadscene/" in f)
 
-    @pytest.mark.parametrize("window", [0.0, 0.05])
-    def test_fit_learns_a_separable_type(self, window):
+    @pytest.mark.parametrize("window, tolerance", [(0.0, 0.0), (0.05, 0.0), (0.05, 0.02)])
+    def test_fit_learns_a_separable_type(self, window, tolerance):
         from fuseagent.perceive.train import fit
 
         rng = np.random.default_rng(0)
@@ -392,7 +392,8 @@ class TestTraining:
             rows.append({"task": "single", "features": feats, "levels": levels,
                          "known": np.ones((1, len(types)), bool)})
         cfg = {"seed": 0, "folds": 3, "hidden": [16], "epochs": 800, "learning_rate": 0.01, "weight_decay": 0.0,
-               "threshold_window": window, "exclude_features": ["saturation", "saturation_p90"]}
+               "threshold_window": window, "threshold_tolerance": tolerance,
+               "exclude_features": ["saturation", "saturation_p90"]}
         model, summary = fit(rows, cfg)
         assert summary["out_of_fold"]["noise"]["f1"] > 0.9
         assert "saturation" not in model.feature_names and len(model.feature_names) == len(FEATURE_NAMES) - 2
