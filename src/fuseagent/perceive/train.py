@@ -339,9 +339,9 @@ def tune_threshold(scores: np.ndarray, truth: np.ndarray, window: float = 0.0, t
 
     With ``window`` > 0 the F1 is first averaged over thresholds within ``± window`` (on a grid of
     step ``window / 5``): where the F1 curve is flat the single best point rests on a few samples and
-    moves from one tuning run to the next, the middle of the best stretch does not. ``tolerance``
-    widens that stretch to every grid threshold whose averaged F1 is within ``tolerance`` of the best
-    (its middle is taken), for a plateau whose highest point is noise.
+    moves from one tuning run to the next, the middle of the best stretch does not. With a window,
+    ``tolerance`` widens that stretch to every grid threshold whose averaged F1 is within
+    ``tolerance`` of the best (its middle is taken), for a plateau whose highest point is noise.
 
     Example:
         >>> tune_threshold(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1], bool))
