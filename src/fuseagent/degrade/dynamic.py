@@ -108,7 +108,8 @@ def move_object(image: np.ndarray, rng: np.random.Generator, area: float, shift:
     move = np.array([[1, 0, dx], [0, 1, dy]], np.float64)
     alpha = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 1.0)
     moved_alpha = cv2.warpAffine(alpha, move, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-    moved_pixels = cv2.warpAffine(image, move, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    moved_pixels = np.clip(cv2.warpAffine(image, move, (w, h), flags=cv2.INTER_LANCZOS4,
+                                          borderMode=cv2.BORDER_REFLECT101), 0, 1)  # detail kept, as warp_image
     new_place = moved_alpha > 0.5
     hole = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~new_place
     background = fill_hole(image, hole) if hole.any() else image

@@ -47,6 +47,10 @@ def mean_displacement(transform: np.ndarray, size: tuple[int, int], step: int = 
 def warp_image(image: np.ndarray, transform: np.ndarray, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image`` by ``transform`` (input → output coordinates); returns ``(warped, valid)``.
 
+    Lanczos (8×8) interpolation keeps the frame's fine detail: a frame of a misaligned pair is a capture
+    as sharp as its partner, and bilinear interpolation would soften it about as much as a mild
+    down-sampling (by up to a factor 2 in response at half-pixel shifts), a degradation nobody applied.
+
     Example:
         >>> img = np.zeros((8, 8), np.float32); img[2, 2] = 1.0
         >>> out, valid = warp_image(img, np.array([[1, 0, 1], [0, 1, 2], [0, 0, 1.0]]))
@@ -55,7 +59,7 @@ def warp_image(image: np.ndarray, transform: np.ndarray, size: tuple[int, int] |
     """
     h, w = size if size is not None else image.shape[:2]
     m = np.asarray(transform, np.float64)
-    out = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    out = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT101)
     inside = np.ones(image.shape[:2], np.uint8)
     valid = cv2.warpPerspective(inside, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=0).astype(bool)

@@ -39,7 +39,8 @@ __all__ = ["Source", "Sample", "discover_sources", "make_sample", "build_suite",
            "SUITE_VERSION"]
 
 #: 2: clean inputs rounded to 8-bit levels before degrading (as captured frames are stored)
-SUITE_VERSION = 2
+#: 3: geometric warps and moved objects interpolated with Lanczos, not bilinear (no unlabelled softening)
+SUITE_VERSION = 3
 _ID = re.compile(r"^\d{5,}$")
 _IR_DIRS = ("ir", "IR", "infrared", "Infrared")
 _VIS_DIRS = ("vis", "VIS", "visible", "Visible", "vi", "VI")
