@@ -48,8 +48,8 @@ def warp_image(image: np.ndarray, transform: np.ndarray, size: tuple[int, int] |
     """Warp ``image`` by ``transform`` (input → output coordinates); returns ``(warped, valid)``.
 
     Lanczos (8×8) interpolation keeps the frame's fine detail: a frame of a misaligned pair is a capture
-    as sharp as its partner, and bilinear interpolation would soften it about as much as a mild
-    down-sampling (by up to a factor 2 in response at half-pixel shifts), a degradation nobody applied.
+    as sharp as its partner, while bilinear interpolation softens it (at a half-pixel shift a fine
+    texture keeps about half its second-difference energy, 85 % with Lanczos): a degradation nobody applied.
 
     Example:
         >>> img = np.zeros((8, 8), np.float32); img[2, 2] = 1.0
