@@ -75,9 +75,10 @@ WEAKNESSES = """Where it falls short, and why (observed on this suite and on the
   resampling trace of their own): 16 of the 19 misses here, 13 of them level 1 (13 of the 24 level-1
   infrared positives are missed). The false detections (53) are Lytro frames (36), the over-exposed
   frame of one MEFB scene (ICCV_15 B, 10; a recipe had warped or blurred most of them) and six infrared
-  frames under defocus and noise. Of the Lytro ones, 14 are the defocused frame of one scene (lytro_05 A),
-  where only a wire fence is sharp, and 23 are hazed frames (a veil takes contrast from the finest
-  detail first); 6 are frames no operation touched. The Lytro frames are renders of a light-field camera,
+  frames under defocus and noise. Of the Lytro ones, 14 are the defocused frame of one scene (lytro_05 A,
+  4 of them untouched by any operation), where only a wire fence is sharp; of the other 22, 16 are hazed
+  frames (a veil takes contrast from the finest detail first), 2 untouched and 4 warped or re-exposed. The
+  Lytro frames are renders of a light-field camera,
   which has a fraction of its sensor's resolution (one spatial sample per microlens), and they carry an
   interpolation trace before any degradation: the second-difference period peak (`interp_period_*`) has a
   median of 16.8 over the 40 clean Lytro frames (at 640 px or less, as the suites use them), against 5.5, 4.8
